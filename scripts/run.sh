@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The run command: installs what is missing, builds (Release), starts local
+# RabbitMQ (with management), PostgreSQL and Redis in .run/ inside the
+# checkout, then the platform's processes, and prints where to look.
+# Running it again is harmless: whatever already runs is left alone.
+# Stop everything it started with scripts/stop.sh.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+run="$root/.run"
+jobs="${SB_JOBS:-2}"
+# The platform's processes, in start order (services/<name>/sb-<name>).
+processes=(edge)
+
+scripts/deps.sh
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/release -j "$jobs"
+
+mkdir -p "$run/log" "$run/pids"
+scripts/servers.sh up "$run/servers"
+
+# Ports of the platform's own processes: chosen free once, then kept.
+if [[ ! -f "$run/platform.env" ]]; then
+  pick() {
+    local p
+    for _ in $(seq 1 200); do
+      p=$((20000 + RANDOM % 40000))
+      if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! grep -q "=$p\$" "$run/servers/ports"; then
+        echo "$p"; return
+      fi
+    done
+    echo "run: no free port" >&2; exit 1
+  }
+  echo "SB_EDGE_HTTP_PORT=$(pick)" >"$run/platform.env"
+fi
+set -a
+# shellcheck disable=SC1091
+source "$run/servers/env"
+# shellcheck disable=SC1091
+source "$run/platform.env"
+set +a
+
+alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+start_process() { # name, extra env...
+  local name="$1"; shift
+  local pidf="$run/pids/$name.pid"
+  if alive "$pidf"; then echo "run: $name already running (pid $(cat "$pidf"))"; return; fi
+  env "$@" "$root/build/release/services/$name/sb-$name" >>"$run/log/$name.log" 2>&1 &
+  echo $! >"$pidf"
+}
+
+start_process edge SB_HTTP_PORT="$SB_EDGE_HTTP_PORT" SB_HTTP_HOST=127.0.0.1
+
+# Wait until every process answers /ready (deadline 30 s each).
+wait_ready() { # name url
+  local deadline=$((SECONDS + 30))
+  until curl -fsS -o /dev/null "$2/ready" 2>/dev/null; do
+    if ! alive "$run/pids/$1.pid"; then
+      echo "run: $1 exited; see $run/log/$1.log" >&2; tail -n 5 "$run/log/$1.log" >&2; exit 1
+    fi
+    if ((SECONDS >= deadline)); then
+      echo "run: $1 not ready after 30 s:" >&2; curl -sS "$2/ready" >&2 || true; exit 1
+    fi
+    sleep 0.1
+  done
+}
+edge_url="http://127.0.0.1:$SB_EDGE_HTTP_PORT"
+wait_ready edge "$edge_url"
+
+cat <<EOF
+
+Switchboard is running (${processes[*]}).
+  Edge:                 $edge_url   (/health, /ready, /metrics)
+  RabbitMQ management:  $SB_RABBITMQ_MGMT_URL   (user sb, password in .run/servers/secrets)
+  RabbitMQ AMQP:        amqp://sb:***@127.0.0.1:$(grep '^RABBITMQ_PORT' "$run/servers/ports" | cut -d= -f2)/   (full URLs in .run/servers/env)
+  PostgreSQL:           127.0.0.1:$(grep POSTGRES_PORT "$run/servers/ports" | cut -d= -f2), database switchboard, user sb
+  Redis:                127.0.0.1:$(grep REDIS_PORT "$run/servers/ports" | cut -d= -f2)
+  Logs:                 $run/log/
+  Data:                 $run/servers/
+Stop everything:        scripts/stop.sh
+EOF
