@@ -1,0 +1,381 @@
+#include "switchboard/broker/rpc.hpp"
+
+#include "session.hpp"
+#include "switchboard/broker/publisher.hpp"
+#include "switchboard/shared/log.hpp"
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <unordered_map>
+
+namespace sb::broker {
+
+const char* to_string(RpcErrorCode code) {
+  switch (code) {
+    case RpcErrorCode::no_route:
+      return "no_route";
+    case RpcErrorCode::timeout:
+      return "timeout";
+    case RpcErrorCode::connection_lost:
+      return "connection_lost";
+    case RpcErrorCode::remote:
+      return "remote";
+    case RpcErrorCode::overloaded:
+      return "overloaded";
+    case RpcErrorCode::closed:
+      return "closed";
+  }
+  return "unknown";
+}
+
+namespace {
+constexpr const char* kReplyTo = "amq.rabbitmq.reply-to";
+}  // namespace
+
+class RpcClient::Impl final : public detail::Session {
+ public:
+  explicit Impl(RpcClientOptions options)
+      : Session(options.connection, false),
+        max_in_flight_(options.max_in_flight),
+        prefix_(new_id().substr(0, 12) + ".") {
+    preset_topology(platform_topology());
+    start();
+  }
+  ~Impl() override { stop(); }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  std::future<Message> call(const std::string& service, Message request,
+                            std::chrono::milliseconds timeout) {
+    auto promise = std::make_shared<std::promise<Message>>();
+    auto future = promise->get_future();
+    call(service, std::move(request), timeout, [promise](Result r) {
+      if (r.reply) {
+        promise->set_value(std::move(*r.reply));
+      } else {
+        promise->set_exception(std::make_exception_ptr(std::move(*r.error)));
+      }
+    });
+    return future;
+  }
+
+  void call(const std::string& service, Message request, std::chrono::milliseconds timeout,
+            std::function<void(Result)> callback) {
+    auto c = std::make_unique<Call>();
+    c->callback = std::move(callback);
+    c->service = service;
+    c->request = std::move(request);
+    c->started = detail::Clock::now();
+    c->deadline = c->started + timeout;
+    if (in_flight_.fetch_add(1, std::memory_order_acq_rel) >= max_in_flight_) {
+      in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+      deliver(*c, Result{std::nullopt,
+                         RpcError(RpcErrorCode::overloaded, "rpc: too many calls in flight")});
+      return;
+    }
+    {
+      std::unique_lock lk(mu_);
+      if (closed_) {
+        in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+        lk.unlock();
+        deliver(*c, Result{std::nullopt, RpcError(RpcErrorCode::closed, "rpc: client closed")});
+        return;
+      }
+      c->correlation_id = prefix_ + std::to_string(++next_id_);
+      inbox_.push_back(std::move(c));
+    }
+    wake();
+  }
+
+ private:
+  struct Call {
+    std::function<void(Result)> callback;
+    std::string service;
+    std::string correlation_id;
+    Message request;
+    detail::Clock::time_point started;
+    detail::Clock::time_point deadline;
+  };
+
+  void deliver(Call& c, Result r) {
+    try {
+      c.callback(std::move(r));
+    } catch (const std::exception& e) {
+      sb::log::error("rpc callback threw", {{"connection", options().name}, {"error", e.what()}});
+    } catch (...) {
+      sb::log::error("rpc callback threw", {{"connection", options().name}});
+    }
+  }
+
+  void finish(std::unique_ptr<Call> c, RpcErrorCode code, const std::string& why) {
+    in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    deliver(*c, Result{std::nullopt, RpcError(code, "rpc " + c->service + ": " + why)});
+  }
+
+  void take_inbox() {
+    std::vector<std::unique_ptr<Call>> batch;
+    {
+      std::lock_guard lk(mu_);
+      batch.swap(inbox_);
+    }
+    for (auto& c : batch) waiting_.push_back(std::move(c));
+  }
+
+  void pump() {
+    const auto now = detail::Clock::now();
+    const auto now_sys = std::chrono::system_clock::now();
+    while (!waiting_.empty() && conn() != nullptr && !blocked()) {
+      auto& c = waiting_.front();
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(c->deadline - now);
+      if (left.count() <= 0) {
+        finish(std::move(c), RpcErrorCode::timeout, "deadline passed before the request was sent");
+        waiting_.pop_front();
+        continue;
+      }
+      Message& m = c->request;
+      m.reply_to = kReplyTo;
+      m.correlation_id = c->correlation_id;
+      m.persistent = false;
+      m.expiration = left;  // a request nobody took in time dies in the broker
+      m.headers[std::string(kDeadlineHeader)] = detail::epoch_ms(now_sys + left);
+      const amqp_basic_properties_t& props = builder_.build(m);
+      int rc;
+      {
+        Blocking b(*this);
+        rc = amqp_basic_publish(conn(), 1, amqp_cstring_bytes(kRpcExchange),
+                                detail::bytes_of(c->service), 1, 0, &props,
+                                detail::bytes_of(m.body));
+      }
+      if (rc != AMQP_STATUS_OK) {
+        fail_connection("publish request: " + detail::describe_status(rc));
+        return;
+      }
+      deadlines_.emplace(c->deadline, c->correlation_id);
+      std::string id = c->correlation_id;
+      calls_.emplace(std::move(id), std::move(c));
+      waiting_.pop_front();
+    }
+  }
+
+  void on_wake() override {
+    take_inbox();
+    pump();
+  }
+
+  void on_connected() override {
+    // Direct reply-to: consume the pseudo-queue, no-ack, on the channel that
+    // publishes the requests.
+    amqp_basic_consume_t m{};
+    m.queue = amqp_cstring_bytes(kReplyTo);
+    m.consumer_tag = amqp_cstring_bytes("sb.rpc.replies");
+    m.no_ack = 1;
+    m.arguments = amqp_empty_table;
+    send_op(AMQP_BASIC_CONSUME_METHOD, &m, AMQP_BASIC_CONSUME_OK_METHOD,
+            [this](const detail::OpResult& r) {
+              if (!r.ok && !r.connection_lost) {
+                sb::log::error("rpc: cannot consume replies",
+                               {{"connection", options().name}, {"error", r.error}});
+              }
+            });
+    pump();
+  }
+
+  void on_disconnected(const std::string& reason) override {
+    // Replies to the old channel can never arrive.
+    for (auto& [id, c] : calls_) {
+      finish(std::move(c), RpcErrorCode::connection_lost, "connection lost: " + reason);
+    }
+    calls_.clear();
+    deadlines_.clear();
+  }
+
+  void on_incoming(detail::Incoming&& in) override {
+    auto it = calls_.find(in.message.correlation_id);
+    if (it == calls_.end()) {
+      if (in.kind == detail::Incoming::Kind::deliver) metrics().late_replies.inc();
+      return;
+    }
+    std::unique_ptr<Call> c = std::move(it->second);
+    calls_.erase(it);
+    if (in.kind == detail::Incoming::Kind::returned) {
+      finish(std::move(c), RpcErrorCode::no_route,
+             "no live instance (" + std::to_string(in.reply_code) + " " + in.reply_text + ")");
+      return;
+    }
+    const auto elapsed = detail::Clock::now() - c->started;
+    if (const auto* err = in.message.header_string(kRpcErrorHeader)) {
+      finish(std::move(c), RpcErrorCode::remote, *err);
+      return;
+    }
+    metrics().rpc_latency.observe(std::chrono::duration<double>(elapsed).count());
+    in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+    deliver(*c, Result{std::move(in.message), std::nullopt});
+  }
+
+  void on_tick(detail::Clock::time_point now) override {
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+      auto node = deadlines_.extract(deadlines_.begin());
+      auto it = calls_.find(node.mapped());
+      if (it == calls_.end()) continue;
+      std::unique_ptr<Call> c = std::move(it->second);
+      calls_.erase(it);
+      finish(std::move(c), RpcErrorCode::timeout, "no reply within the deadline");
+    }
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      if ((*it)->deadline <= now) {
+        finish(std::move(*it), RpcErrorCode::timeout,
+               "deadline passed before the request was sent");
+        it = waiting_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void on_shutdown() override {
+    {
+      std::lock_guard lk(mu_);
+      closed_ = true;
+    }
+    take_inbox();
+    for (auto& [id, c] : calls_) finish(std::move(c), RpcErrorCode::closed, "client closed");
+    calls_.clear();
+    for (auto& c : waiting_) finish(std::move(c), RpcErrorCode::closed, "client closed");
+    waiting_.clear();
+  }
+
+  const std::size_t max_in_flight_;
+  const std::string prefix_;
+  std::atomic<std::size_t> in_flight_{0};
+  std::mutex mu_;
+  bool closed_ = false;
+  std::uint64_t next_id_ = 0;
+  std::vector<std::unique_ptr<Call>> inbox_;
+  // Loop thread.
+  std::deque<std::unique_ptr<Call>> waiting_;
+  std::unordered_map<std::string, std::unique_ptr<Call>> calls_;
+  std::multimap<detail::Clock::time_point, std::string> deadlines_;
+  detail::PropertiesBuilder builder_;
+};
+
+RpcClient::RpcClient(RpcClientOptions options)
+    : impl_(std::make_shared<Impl>(std::move(options))) {}
+RpcClient::~RpcClient() = default;
+
+std::future<Message> RpcClient::call(const std::string& service, Message request,
+                                     std::chrono::milliseconds timeout) {
+  return impl_->call(service, std::move(request), timeout);
+}
+
+void RpcClient::call(const std::string& service, Message request, std::chrono::milliseconds timeout,
+                     std::function<void(Result)> callback) {
+  impl_->call(service, std::move(request), timeout, std::move(callback));
+}
+
+bool RpcClient::connected() const {
+  return impl_->connected();
+}
+
+// ---------------------------------------------------------------- server
+
+class RpcServer::Impl {
+ public:
+  explicit Impl(RpcServerOptions options) : options_(std::move(options)) {
+    PublisherOptions po;
+    po.connection = options_.connection;
+    po.connection.name = options_.connection.name + ".replies";
+    po.max_in_flight = 4096;
+    po.close_timeout = std::chrono::milliseconds(1000);
+    replies_ = std::make_unique<Publisher>(po);
+    ConsumerOptions co;
+    co.connection = options_.connection;
+    co.workers = options_.workers;
+    co.topology = platform_topology();
+    consumer_ = std::make_unique<Consumer>(co);
+  }
+
+  ~Impl() {
+    consumer_.reset();  // no new requests, running handlers finish
+    replies_.reset();
+  }
+
+  void serve(const std::string& service, RpcHandler handler, std::chrono::milliseconds timeout) {
+    const QueueSpec q = RpcServer::queue_for(service);
+    Topology t;
+    t.queues.push_back(q);
+    t.bindings.push_back(BindingSpec{q.name, kRpcExchange, service});
+    // The binding must come after the queue: consume() declares the queue,
+    // so declare both here in order first.
+    consumer_->declare(t, timeout);
+    ConsumeOptions co;
+    co.prefetch = options_.prefetch;
+    co.retry.enabled = false;
+    consumer_->consume(
+        q, co, [this, handler = std::move(handler)](const Delivery& d) { handle(handler, d); },
+        timeout);
+  }
+
+  std::uint64_t expired() const { return expired_.load(); }
+
+ private:
+  void handle(const RpcHandler& handler, const Delivery& d) {
+    if (const auto deadline = d.message.header_int(kDeadlineHeader)) {
+      if (detail::now_epoch_ms() > *deadline) {
+        // The caller has given up: running it now could act twice.
+        expired_.fetch_add(1);
+        return;
+      }
+    }
+    Message reply;
+    try {
+      reply = handler(d);
+    } catch (const std::exception& e) {
+      reply = Message{};
+      reply.headers[std::string(kRpcErrorHeader)] = std::string(e.what());
+    } catch (...) {
+      reply = Message{};
+      reply.headers[std::string(kRpcErrorHeader)] = std::string("unknown exception");
+    }
+    if (d.message.reply_to.empty()) {
+      sb::log::warn("rpc request without reply_to; reply dropped", {{"queue", d.queue}});
+      return;
+    }
+    reply.correlation_id = d.message.correlation_id;
+    reply.persistent = false;
+    if (trace_of(reply).traceparent.empty()) set_trace(reply, trace_of(d.message));
+    PublishOptions po;
+    po.routing_key = d.message.reply_to;
+    replies_->publish(std::move(reply), po, [](const PublishOutcome& o) {
+      if (!o.ok()) sb::log::warn("rpc reply not confirmed", {{"reason", o.reason}});
+    });
+  }
+
+  RpcServerOptions options_;
+  std::unique_ptr<Publisher> replies_;
+  std::unique_ptr<Consumer> consumer_;
+  std::atomic<std::uint64_t> expired_{0};
+};
+
+RpcServer::RpcServer(RpcServerOptions options)
+    : impl_(std::make_shared<Impl>(std::move(options))) {}
+RpcServer::~RpcServer() = default;
+
+void RpcServer::serve(const std::string& service, RpcHandler handler,
+                      std::chrono::milliseconds timeout) {
+  impl_->serve(service, std::move(handler), timeout);
+}
+
+std::uint64_t RpcServer::expired() const {
+  return impl_->expired();
+}
+
+QueueSpec RpcServer::queue_for(const std::string& service) {
+  QueueSpec q;
+  q.name = "rpc." + service;
+  q.durable = false;
+  q.auto_delete = true;
+  return q;
+}
+
+}  // namespace sb::broker

@@ -1,0 +1,212 @@
+#pragma once
+// One AMQP connection with channel 1, run by a libuv loop on its own thread,
+// plus a connector thread that opens connections with deadlines and watches
+// the loop for writes stuck on a wedged broker. Publisher, Consumer and
+// RpcClient derive from it and implement the loop-thread hooks.
+
+#include "amqp_codec.hpp"
+#include "switchboard/broker/message.hpp"
+#include "switchboard/broker/options.hpp"
+#include "switchboard/broker/topology.hpp"
+#include "switchboard/shared/metrics.hpp"
+
+#include <amqp.h>
+#include <uv.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace sb::broker::detail {
+
+using Clock = std::chrono::steady_clock;
+
+struct Metrics {
+  explicit Metrics(const std::string& connection);
+  sb::metrics::Counter& published;
+  sb::metrics::Counter& confirmed;
+  sb::metrics::Counter& failed;
+  sb::metrics::Counter& returned;
+  sb::metrics::Counter& consumed;
+  sb::metrics::Counter& acked;
+  sb::metrics::Counter& retried;
+  sb::metrics::Counter& parked;
+  sb::metrics::Counter& reconnects;
+  sb::metrics::Counter& late_replies;
+  sb::metrics::Histogram& rpc_latency;
+};
+
+/// A delivered or returned message, fully copied out of rabbitmq-c memory.
+struct Incoming {
+  enum class Kind { deliver, returned };
+  Kind kind = Kind::deliver;
+  std::uint64_t delivery_tag = 0;
+  bool redelivered = false;
+  std::string consumer_tag;
+  std::string exchange;
+  std::string routing_key;
+  std::uint16_t reply_code = 0;
+  std::string reply_text;
+  Message message;
+  std::uint64_t body_size = 0;
+  bool have_header = false;
+};
+
+struct OpResult {
+  bool ok = false;
+  bool connection_lost = false;  // the op may be retried on the next connection
+  std::string error;
+};
+using OpDone = std::function<void(const OpResult&)>;
+
+class Session {
+ public:
+  Session(ConnectionOptions options, bool confirms);
+  virtual ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  /// Starts the threads; the first connect attempt begins at once.
+  void start();
+  /// Closes the connection and joins the threads. Idempotent. Must not be
+  /// called from the loop thread. Derived classes call it in their
+  /// destructor, before their own members go.
+  void stop();
+
+  bool connected() const { return connected_.load(std::memory_order_acquire); }
+  bool on_loop_thread() const { return std::this_thread::get_id() == loop_thread_id_; }
+  const ConnectionOptions& options() const { return options_; }
+  Metrics& metrics() { return metrics_; }
+
+  /// Runs fn on the loop thread. False once the session is stopping (fn dropped).
+  bool post(std::function<void()> fn);
+  /// Makes the loop call on_wake() soon. Safe from any thread, any time.
+  void wake();
+
+  /// Declares and remembers `topology`; blocks until the broker accepted it.
+  void declare(const Topology& topology, std::chrono::milliseconds timeout);
+  /// Remembers `topology` for every connection; only before start().
+  void preset_topology(const Topology& topology) { desired_.merge(topology); }
+
+ protected:
+  // ---- loop thread only ----
+  amqp_connection_state_t conn() const { return conn_; }
+  std::uint64_t generation() const { return generation_; }
+  bool blocked() const { return blocked_; }
+  /// Tears the connection down and schedules a reconnect.
+  void fail_connection(const std::string& reason);
+  /// Sends a method whose reply is `reply`; done runs when it arrives, when
+  /// the broker rejects it (channel.close naming it) or on connection loss.
+  bool send_op(amqp_method_number_t method, void* decoded, amqp_method_number_t reply, OpDone done);
+  void drain();
+
+  /// Marks a rabbitmq-c call that may block on a full socket, for the
+  /// watchdog.
+  class Blocking {
+   public:
+    explicit Blocking(Session& s) : s_(s) {
+      if (s_.blocking_depth_++ == 0) {
+        s_.blocking_since_ns_.store(Clock::now().time_since_epoch().count(),
+                                    std::memory_order_relaxed);
+      }
+    }
+    ~Blocking() {
+      if (--s_.blocking_depth_ == 0) s_.blocking_since_ns_.store(0, std::memory_order_relaxed);
+    }
+    Blocking(const Blocking&) = delete;
+    Blocking& operator=(const Blocking&) = delete;
+
+   private:
+    Session& s_;
+  };
+
+  virtual void on_wake() {}
+  virtual void on_connected() {}
+  virtual void on_disconnected(const std::string& /*reason*/) {}
+  virtual void on_incoming(Incoming&& /*in*/) {}
+  virtual void on_confirm(std::uint64_t /*tag*/, bool /*multiple*/, bool /*ack*/) {}
+  virtual void on_consumer_cancelled(const std::string& /*tag*/) {}
+  virtual void on_tick(Clock::time_point /*now*/) {}
+  /// The session is closing: report every pending item.
+  virtual void on_shutdown() {}
+
+ private:
+  struct Op {
+    amqp_method_number_t method;
+    amqp_method_number_t reply;
+    OpDone done;
+  };
+  struct DeclareRequest;
+
+  static void on_async_cb(uv_async_t* handle);
+  static void on_timer_cb(uv_timer_t* handle);
+  static void on_poll_cb(uv_poll_t* handle, int status, int events);
+
+  void run_loop();
+  void connector_main();
+  void request_connect(std::chrono::milliseconds delay);
+  void adopt(amqp_connection_state_t conn);
+  void shutdown_on_loop();
+  void handle_frame(const amqp_frame_t& frame);
+  void handle_method(amqp_channel_t channel, const amqp_method_t& method);
+  void complete_incoming();
+  void start_declare(const std::shared_ptr<DeclareRequest>& request);
+  void send_topology(const Topology& topology,
+                     const std::function<void(const OpResult&, int)>& done);
+  void forget(const Topology& topology, int item);
+  void check_stall_locked();
+
+  ConnectionOptions options_;
+  bool confirms_;
+  Metrics metrics_;
+
+  uv_loop_t loop_{};
+  uv_async_t async_{};
+  uv_timer_t timer_{};
+  uv_poll_t* poll_ = nullptr;
+  std::thread loop_thread_;
+  std::thread::id loop_thread_id_;
+  bool started_ = false;
+  bool stopped_ = false;
+
+  std::mutex post_mu_;
+  std::vector<std::function<void()>> posted_;
+  bool stopping_ = false;
+  bool async_closed_ = false;
+
+  // Loop-thread state.
+  amqp_connection_state_t conn_ = nullptr;
+  std::uint64_t generation_ = 0;
+  bool shut_down_ = false;
+  bool blocked_ = false;
+  Clock::time_point last_recv_{};
+  Clock::time_point connected_at_{};
+  std::optional<Incoming> incoming_;
+  std::deque<Op> ops_;
+  Topology desired_;
+  std::vector<std::shared_ptr<DeclareRequest>> declares_;  // not yet done
+  int blocking_depth_ = 0;
+  std::atomic<bool> connected_{false};
+  std::atomic<std::int64_t> blocking_since_ns_{0};
+
+  // Connector state (conn_mu_).
+  std::mutex conn_mu_;
+  std::condition_variable conn_cv_;
+  std::thread connector_;
+  bool connector_stop_ = false;
+  bool connect_wanted_ = false;
+  Clock::time_point connect_at_{};
+  int guarded_fd_ = -1;
+  bool stall_reported_ = false;
+};
+
+}  // namespace sb::broker::detail
