@@ -5,18 +5,10 @@
 namespace sb::store {
 namespace {
 
-bool satisfied(const Expected& e, std::int64_t current) {
-  switch (e.kind) {
-    case Expected::Kind::any:
-      return true;
-    case Expected::Kind::no_stream:
-      return current < 0;
-    case Expected::Kind::stream_exists:
-      return current >= 0;
-    case Expected::Kind::exact:
-      return current == e.version;
-  }
-  return false;
+bool satisfied(const events::ExpectedVersion& e, std::int64_t current) {
+  return e.matches(current < 0
+                       ? std::nullopt
+                       : std::optional<events::StreamVersion>(events::StreamVersion(current)));
 }
 
 }  // namespace

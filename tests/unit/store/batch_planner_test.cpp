@@ -5,6 +5,14 @@
 #include "switchboard/store/batch_planner.hpp"
 
 using namespace sb::store;
+using sb::events::ExpectedVersion;
+using sb::events::StreamVersion;
+
+namespace {
+ExpectedVersion exact(std::int64_t v) {
+  return v < 0 ? ExpectedVersion::no_stream() : ExpectedVersion::exact(StreamVersion(v));
+}
+}  // namespace
 
 namespace {
 template <class T>
@@ -12,14 +20,14 @@ const T& as(const Outcome& o) {
   EXPECT_TRUE(std::holds_alternative<T>(o)) << "outcome index " << o.index();
   return std::get<T>(o);
 }
-PlanRequest req(std::string stream, Expected e, std::vector<std::string> ids) {
+PlanRequest req(std::string stream, ExpectedVersion e, std::vector<std::string> ids) {
   return {std::move(stream), e, std::move(ids)};
 }
 }  // namespace
 
 TEST(BatchPlanner, AssignsGapFreePositionsAndVersionsInOrder) {
-  auto plan = plan_batch({req("a", Expected::no_stream(), {"1", "2"}),
-                          req("b", Expected::any(), {"3"}), req("a", Expected::exact(1), {"4"})},
+  auto plan = plan_batch({req("a", ExpectedVersion::no_stream(), {"1", "2"}),
+                          req("b", ExpectedVersion::any(), {"3"}), req("a", exact(1), {"4"})},
                          {}, {}, 100);
   auto a1 = as<outcome::Accepted>(plan.outcomes[0]);
   EXPECT_EQ(a1.first_position, 101);
@@ -34,10 +42,10 @@ TEST(BatchPlanner, AssignsGapFreePositionsAndVersionsInOrder) {
 }
 
 TEST(BatchPlanner, OneConflictFailsOnlyItsOwnRequest) {
-  auto plan = plan_batch({req("s", Expected::exact(4), {"x"}),
-                          req("s", Expected::exact(4), {"y"}),  // stale: s is now at 5
-                          req("s", Expected::exact(5), {"z"})},
-                         {}, {{"s", 4}}, 10);
+  auto plan =
+      plan_batch({req("s", exact(4), {"x"}), req("s", exact(4), {"y"}),  // stale: s is now at 5
+                  req("s", exact(5), {"z"})},
+                 {}, {{"s", 4}}, 10);
   EXPECT_EQ(as<outcome::Accepted>(plan.outcomes[0]).first_version, 5);
   EXPECT_EQ(as<outcome::Conflict>(plan.outcomes[1]).current_version, 5);
   EXPECT_EQ(as<outcome::Accepted>(plan.outcomes[2]).first_position, 12);
@@ -46,8 +54,9 @@ TEST(BatchPlanner, OneConflictFailsOnlyItsOwnRequest) {
 
 TEST(BatchPlanner, ExpectedStateKinds) {
   auto plan = plan_batch(
-      {req("new", Expected::stream_exists(), {"1"}), req("old", Expected::no_stream(), {"2"}),
-       req("old", Expected::stream_exists(), {"3"}), req("new", Expected::exact(-1), {"4"})},
+      {req("new", ExpectedVersion::stream_exists(), {"1"}),
+       req("old", ExpectedVersion::no_stream(), {"2"}),
+       req("old", ExpectedVersion::stream_exists(), {"3"}), req("new", exact(-1), {"4"})},
       {}, {{"old", 0}}, 0);
   EXPECT_EQ(as<outcome::Conflict>(plan.outcomes[0]).current_version, -1);
   EXPECT_EQ(as<outcome::Conflict>(plan.outcomes[1]).current_version, 0);
@@ -57,7 +66,8 @@ TEST(BatchPlanner, ExpectedStateKinds) {
 
 TEST(BatchPlanner, StoredIdsReturnOriginalPositionsWhateverTheExpectedVersion) {
   std::unordered_map<std::string, StoredEvent> stored{{"e1", {7, "s", 0}}, {"e2", {8, "s", 1}}};
-  auto plan = plan_batch({req("s", Expected::no_stream(), {"e1", "e2"})}, stored, {{"s", 1}}, 8);
+  auto plan =
+      plan_batch({req("s", ExpectedVersion::no_stream(), {"e1", "e2"})}, stored, {{"s", 1}}, 8);
   auto d = as<outcome::Duplicate>(plan.outcomes[0]);
   EXPECT_EQ(d.positions, (std::vector<std::int64_t>{7, 8}));
   EXPECT_EQ(d.last_version, 1);
@@ -66,9 +76,9 @@ TEST(BatchPlanner, StoredIdsReturnOriginalPositionsWhateverTheExpectedVersion) {
 }
 
 TEST(BatchPlanner, RetryInsideTheSameBatchIsADuplicateOfItsOriginal) {
-  auto plan = plan_batch(
-      {req("s", Expected::no_stream(), {"a", "b"}), req("s", Expected::no_stream(), {"a", "b"})},
-      {}, {}, 0);
+  auto plan = plan_batch({req("s", ExpectedVersion::no_stream(), {"a", "b"}),
+                          req("s", ExpectedVersion::no_stream(), {"a", "b"})},
+                         {}, {}, 0);
   as<outcome::Accepted>(plan.outcomes[0]);
   EXPECT_EQ(as<outcome::Duplicate>(plan.outcomes[1]).positions, (std::vector<std::int64_t>{1, 2}));
   EXPECT_EQ(plan.new_head, 2);
@@ -76,10 +86,10 @@ TEST(BatchPlanner, RetryInsideTheSameBatchIsADuplicateOfItsOriginal) {
 
 TEST(BatchPlanner, PartialDuplicatesReusedIdsAndEmptyAppendsAreRejected) {
   std::unordered_map<std::string, StoredEvent> stored{{"e1", {1, "s", 0}}};
-  auto plan =
-      plan_batch({req("s", Expected::any(), {"e1", "e9"}), req("other", Expected::any(), {"e1"}),
-                  req("s", Expected::any(), {}), req("s", Expected::any(), {"q", "q"})},
-                 stored, {{"s", 0}}, 1);
+  auto plan = plan_batch(
+      {req("s", ExpectedVersion::any(), {"e1", "e9"}), req("other", ExpectedVersion::any(), {"e1"}),
+       req("s", ExpectedVersion::any(), {}), req("s", ExpectedVersion::any(), {"q", "q"})},
+      stored, {{"s", 0}}, 1);
   EXPECT_EQ(as<outcome::Rejected>(plan.outcomes[0]).code, "partial_duplicate");
   EXPECT_EQ(as<outcome::Rejected>(plan.outcomes[1]).code, "event_id_reused");
   EXPECT_EQ(as<outcome::Rejected>(plan.outcomes[2]).code, "empty_append");
@@ -103,8 +113,8 @@ TEST(BatchPlanner, RandomBatchesStayGapFreeAndContiguous) {
       std::string stream{'s', static_cast<char>('0' + rng() % 5)};
       auto it = versions.find(stream);
       std::int64_t v = it == versions.end() ? -1 : it->second;
-      Expected e = (rng() % 3 == 0) ? Expected::exact(v - static_cast<std::int64_t>(rng() % 2))
-                                    : Expected::any();
+      ExpectedVersion e = (rng() % 3 == 0) ? exact(v - static_cast<std::int64_t>(rng() % 2))
+                                           : ExpectedVersion::any();
       std::vector<std::string> ids;
       for (unsigned k = 0; k < 1 + rng() % 3; ++k) ids.push_back(std::to_string(next_id++));
       reqs.push_back(req(stream, e, ids));

@@ -22,24 +22,15 @@
 #include <variant>
 #include <vector>
 
-namespace sb::store {
+#include "switchboard/events/types.hpp"
 
-/// Expected version of a stream before an append.
-struct Expected {
-  enum class Kind { any, no_stream, stream_exists, exact };
-  Kind kind = Kind::any;
-  std::int64_t version = 0;  // for exact: the stream's current last version
-  static Expected any() { return {Kind::any, 0}; }
-  static Expected no_stream() { return {Kind::no_stream, 0}; }
-  static Expected stream_exists() { return {Kind::stream_exists, 0}; }
-  static Expected exact(std::int64_t v) { return {Kind::exact, v}; }
-};
+namespace sb::store {
 
 /// What the planner needs of one request. Versions are 0-based indexes in
 /// the stream; a stream's "version" is the index of its last event (-1: none).
 struct PlanRequest {
   std::string stream;
-  Expected expected;
+  events::ExpectedVersion expected = events::ExpectedVersion::any();
   std::vector<std::string> event_ids;  // canonical text, unique within the request
 };
 

@@ -1,0 +1,159 @@
+#include "event_sql.hpp"
+
+#include <map>
+#include <mutex>
+
+namespace sb::store::sql {
+namespace {
+
+constexpr std::size_t kColumns = 14;
+// 65535 parameters per statement at most; 500 rows keeps statements modest.
+constexpr std::size_t kRowsPerInsert = 500;
+
+const std::string& insert_sql(std::size_t rows) {
+  static std::mutex mutex;
+  static std::map<std::size_t, std::string> cache;
+  std::lock_guard lock(mutex);
+  auto& sql = cache[rows];
+  if (sql.empty()) {
+    sql =
+        "INSERT INTO events (position, id, stream, version, type, schema_version, tenant, "
+        "occurred_at, recorded_at, correlation_id, causation_id, actor, data, meta) VALUES ";
+    std::size_t p = 1;
+    for (std::size_t r = 0; r < rows; ++r) {
+      sql += r == 0 ? "(" : ",(";
+      for (std::size_t c = 0; c < kColumns; ++c) {
+        if (c > 0) sql += ',';
+        sql += '$';
+        sql += std::to_string(p++);
+      }
+      sql += ')';
+    }
+  }
+  return sql;
+}
+
+}  // namespace
+
+std::string text_array(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char ch : values[i]) {
+      if (ch == '"' || ch == '\\') out += '\\';
+      out += ch;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+std::int64_t load_head(pg::Connection& c) {
+  return c.exec("SELECT coalesce(max(position), 0) FROM events").one()[0].get<std::int64_t>();
+}
+
+events::Timestamp load_recorded_at(pg::Connection& c, std::int64_t position) {
+  auto r = c.exec(
+      "SELECT to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+      "FROM events WHERE position = $1",
+      {position});
+  if (r.empty()) return {};
+  return events::parse_rfc3339(r[0][0].get<std::string>());
+}
+
+std::unordered_map<std::string, std::pair<std::int64_t, std::string>> load_streams(
+    pg::Connection& c, const std::vector<std::string>& streams) {
+  std::unordered_map<std::string, std::pair<std::int64_t, std::string>> out;
+  if (streams.empty()) return out;
+  auto r = c.exec("SELECT stream, last_version, tenant FROM streams WHERE stream = ANY($1::text[])",
+                  {text_array(streams)});
+  for (const auto& row : r) {
+    out.emplace(row[0].get<std::string>(),
+                std::make_pair(row[1].get<std::int64_t>(), row[2].get<std::string>()));
+  }
+  return out;
+}
+
+std::unordered_map<std::string, StoredEvent> load_events_by_id(
+    pg::Connection& c, const std::vector<std::string>& ids) {
+  std::unordered_map<std::string, StoredEvent> out;
+  if (ids.empty()) return out;
+  auto r =
+      c.exec("SELECT id::text, position, stream, version FROM events WHERE id = ANY($1::uuid[])",
+             {text_array(ids)});
+  for (const auto& row : r) {
+    out.emplace(row[0].get<std::string>(),
+                StoredEvent{row[1].get<std::int64_t>(), row[2].get<std::string>(),
+                            row[3].get<std::int64_t>()});
+  }
+  return out;
+}
+
+void insert_events(pg::Transaction& tx, const std::vector<events::Event>& rows) {
+  for (std::size_t start = 0; start < rows.size(); start += kRowsPerInsert) {
+    std::size_t n = std::min(kRowsPerInsert, rows.size() - start);
+    pg::Params params;
+    for (std::size_t i = start; i < start + n; ++i) {
+      const auto& e = rows[i];
+      params.add(e.position.value())
+          .add(e.id.value())
+          .add(e.stream.value())
+          .add(e.version.value())
+          .add(e.type.value())
+          .add(e.schema_version)
+          .add(e.tenant.value())
+          .add(events::format_rfc3339_ms(e.occurred_at))
+          .add(events::format_rfc3339_ms(e.recorded_at))
+          .add(e.correlation_id.value())
+          .add(e.causation_id ? pg::Param(e.causation_id->value()) : pg::Param(std::nullopt))
+          .add(e.actor ? pg::Param(e.actor->value()) : pg::Param(std::nullopt))
+          .add(e.data.text())
+          .add(e.meta.text());
+    }
+    tx.exec(insert_sql(n), params);
+  }
+}
+
+void upsert_streams(pg::Transaction& tx, const std::vector<StreamRow>& rows) {
+  if (rows.empty()) return;
+  std::string sql = "INSERT INTO streams (stream, tenant, last_version, last_position) VALUES ";
+  pg::Params params;
+  std::size_t p = 1;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (i > 0) sql += ',';
+    sql += "($" + std::to_string(p) + ",$" + std::to_string(p + 1) + ",$" + std::to_string(p + 2) +
+           ",$" + std::to_string(p + 3) + ")";
+    p += 4;
+    params.add(rows[i].stream).add(rows[i].tenant).add(rows[i].version).add(rows[i].last_position);
+  }
+  sql +=
+      " ON CONFLICT (stream) DO UPDATE SET last_version = EXCLUDED.last_version, "
+      "last_position = EXCLUDED.last_position, updated_at = now()";
+  tx.exec(sql, params);
+}
+
+events::Event event_from_row(const pg::Row& row) {
+  events::Event e{
+      .id = events::EventId(row[1].get<std::string>()),
+      .type = events::EventType(row[4].get<std::string>()),
+      .schema_version = row[5].get<int>(),
+      .stream = events::StreamId(row[2].get<std::string>()),
+      .version = events::StreamVersion(row[3].get<std::int64_t>()),
+      .position = events::Position(row[0].get<std::int64_t>()),
+      .tenant = events::TenantId(row[6].get<std::string>()),
+      .occurred_at = events::parse_rfc3339(row[7].get<std::string>()),
+      .recorded_at = events::parse_rfc3339(row[8].get<std::string>()),
+      .correlation_id = events::CorrelationId(row[9].get<std::string>()),
+      .causation_id = std::nullopt,
+      .actor = std::nullopt,
+      .data = events::Payload::from_trusted_text(row[12].get<std::string>()),
+      .meta = events::Payload::from_trusted_text(row[13].get<std::string>()),
+  };
+  if (!row[10].is_null()) e.causation_id = events::CausationId(row[10].get<std::string>());
+  if (!row[11].is_null()) e.actor = events::ActorId(row[11].get<std::string>());
+  return e;
+}
+
+}  // namespace sb::store::sql

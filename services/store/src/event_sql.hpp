@@ -1,0 +1,50 @@
+#pragma once
+// The store's SQL, in one place. Parameterised statements only; arrays are
+// passed as one array-literal parameter, never spliced into the text.
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "switchboard/events/envelope.hpp"
+#include "switchboard/shared/pg.hpp"
+#include "switchboard/store/batch_planner.hpp"
+
+namespace sb::store::sql {
+
+/// A PostgreSQL array literal of text values, quoted and escaped.
+std::string text_array(const std::vector<std::string>& values);
+
+std::int64_t load_head(pg::Connection& c);
+events::Timestamp load_recorded_at(pg::Connection& c, std::int64_t position);
+
+/// stream → (last version, tenant) for the streams that exist.
+std::unordered_map<std::string, std::pair<std::int64_t, std::string>> load_streams(
+    pg::Connection& c, const std::vector<std::string>& streams);
+
+/// Stored events among `ids`.
+std::unordered_map<std::string, StoredEvent> load_events_by_id(pg::Connection& c,
+                                                               const std::vector<std::string>& ids);
+
+void insert_events(pg::Transaction& tx, const std::vector<events::Event>& rows);
+
+struct StreamRow {
+  std::string stream;
+  std::string tenant;
+  std::int64_t version = 0;
+  std::int64_t last_position = 0;
+};
+void upsert_streams(pg::Transaction& tx, const std::vector<StreamRow>& rows);
+
+/// Decodes one row of `kEventColumns`.
+events::Event event_from_row(const pg::Row& row);
+/// The columns event_from_row expects, in order.
+inline constexpr const char* kEventColumns =
+    "position, id::text, stream, version, type, schema_version, tenant, "
+    "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+    "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+    "correlation_id, causation_id, actor, data::text, meta::text";
+
+}  // namespace sb::store::sql
