@@ -10,7 +10,7 @@ cd "$root"
 run="$root/.run"
 jobs="${SB_JOBS:-2}"
 # The platform's processes, in start order (services/<name>/sb-<name>).
-processes=(edge)
+processes=(store edge)
 
 scripts/deps.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -20,19 +20,23 @@ mkdir -p "$run/log" "$run/pids"
 scripts/servers.sh up "$run/servers"
 
 # Ports of the platform's own processes: chosen free once, then kept.
-if [[ ! -f "$run/platform.env" ]]; then
-  pick() {
-    local p
-    for _ in $(seq 1 200); do
-      p=$((20000 + RANDOM % 40000))
-      if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! grep -q "=$p\$" "$run/servers/ports"; then
-        echo "$p"; return
-      fi
-    done
-    echo "run: no free port" >&2; exit 1
-  }
-  echo "SB_EDGE_HTTP_PORT=$(pick)" >"$run/platform.env"
-fi
+touch "$run/platform.env"
+pick() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
+       ! grep -q "=$p\$" "$run/servers/ports" "$run/platform.env"; then
+      echo "$p"; return
+    fi
+  done
+  echo "run: no free port" >&2; exit 1
+}
+# One admin/HTTP port per process, chosen once.
+for name in "${processes[@]}"; do
+  var="SB_$(echo "$name" | tr a-z A-Z)_HTTP_PORT"
+  grep -q "^$var=" "$run/platform.env" || echo "$var=$(pick)" >>"$run/platform.env"
+done
 set -a
 # shellcheck disable=SC1091
 source "$run/servers/env"
@@ -50,7 +54,10 @@ start_process() { # name, extra env...
   echo $! >"$pidf"
 }
 
-start_process edge SB_HTTP_PORT="$SB_EDGE_HTTP_PORT" SB_HTTP_HOST=127.0.0.1
+for name in "${processes[@]}"; do
+  var="SB_$(echo "$name" | tr a-z A-Z)_HTTP_PORT"
+  start_process "$name" SB_HTTP_PORT="${!var}" SB_HTTP_HOST=127.0.0.1
+done
 
 # Wait until every process answers /ready (deadline 30 s each).
 wait_ready() { # name url
@@ -65,13 +72,17 @@ wait_ready() { # name url
     sleep 0.1
   done
 }
+for name in "${processes[@]}"; do
+  var="SB_$(echo "$name" | tr a-z A-Z)_HTTP_PORT"
+  wait_ready "$name" "http://127.0.0.1:${!var}"
+done
 edge_url="http://127.0.0.1:$SB_EDGE_HTTP_PORT"
-wait_ready edge "$edge_url"
 
 cat <<EOF
 
 Switchboard is running (${processes[*]}).
   Edge:                 $edge_url   (/health, /ready, /metrics)
+  Store (admin):        http://127.0.0.1:$SB_STORE_HTTP_PORT   (/health, /ready, /metrics)
   RabbitMQ management:  $SB_RABBITMQ_MGMT_URL   (user sb, password in .run/servers/secrets)
   RabbitMQ AMQP:        amqp://sb:***@127.0.0.1:$(grep '^RABBITMQ_PORT' "$run/servers/ports" | cut -d= -f2)/   (full URLs in .run/servers/env)
   PostgreSQL:           127.0.0.1:$(grep POSTGRES_PORT "$run/servers/ports" | cut -d= -f2), database switchboard, user sb
