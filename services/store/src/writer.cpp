@@ -231,7 +231,18 @@ class Writer::Impl {
   void process(std::vector<Pending> batch) {
     auto started = std::chrono::steady_clock::now();
     try {
-      commit_batch(batch);
+      bool done = false;
+      try {
+        // Optimistic: most appends are new, and UNIQUE(id) catches the rest.
+        done = commit_batch(batch, false);
+      } catch (const pg::UniqueViolation&) {
+        done = false;
+      }
+      // A retried append may be in the batch (a unique violation, or what
+      // looks like a conflict may be a retry of an append that advanced the
+      // stream): plan again knowing the stored ids, so it gets its original
+      // positions back — idempotency by id comes before expected versions.
+      if (!done) commit_batch(batch, true);
     } catch (const pg::InDoubtError& e) {
       // The commit may or may not have happened. Never retry blindly: put the
       // appends back; once active again the planner re-reads their event ids
@@ -271,7 +282,9 @@ class Writer::Impl {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }
 
-  void commit_batch(std::vector<Pending>& batch) {
+  // False (nothing written, nobody answered) when planning without the stored
+  // ids found an append that was not accepted: the caller plans again with them.
+  bool commit_batch(std::vector<Pending>& batch, bool lookup_ids) {
     // Streams' current versions and owners: from the cache, else the table.
     std::vector<std::string> missing;
     std::unordered_map<std::string, std::string> claimed;  // new streams claimed in this batch
@@ -314,11 +327,17 @@ class Writer::Impl {
       planned.push_back(i);
     }
 
-    auto stored = sql::load_events_by_id(*conn_, ids);
+    std::unordered_map<std::string, StoredEvent> stored;
+    if (lookup_ids) stored = sql::load_events_by_id(*conn_, ids);
     std::unordered_map<std::string, std::int64_t> versions;
     for (const auto& r : requests) versions[r.stream] = streams_[r.stream].version;
     std::int64_t head = head_;
     Plan plan = plan_batch(requests, stored, versions, head);
+    if (!lookup_ids) {
+      for (const auto& o : plan.outcomes) {
+        if (!std::holds_alternative<outcome::Accepted>(o)) return false;
+      }
+    }
 
     // The rows of the accepted appends.
     auto recorded_at = std::max(events::now_ms(), last_recorded_);
@@ -408,6 +427,7 @@ class Writer::Impl {
     stats_.events += rows.size();
     stats_.conflicts += conflicts;
     stats_.duplicates += duplicates;
+    return true;
   }
 
   WriterOptions options_;
