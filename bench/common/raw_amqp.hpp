@@ -1,0 +1,26 @@
+#pragma once
+// Plain rabbitmq-c baselines for benchmarks: what our libraries are compared
+// against in the same run. Deliberately minimal and blocking.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sb::bench {
+
+/// Publishes `bodies` persistently to `exchange`/`routing_keys[i]` with
+/// publisher confirms and at most `window` unconfirmed; returns once every
+/// message is confirmed. Throws on any failure.
+void raw_publish_confirmed(const std::string& url, const std::string& exchange,
+                           const std::vector<std::string>& routing_keys,
+                           const std::vector<std::string>& bodies, std::size_t window);
+
+/// Declares a durable queue bound to `exchange` with `key` (and purges it).
+void raw_bind_queue(const std::string& url, const std::string& queue, const std::string& exchange,
+                    const std::string& key);
+void raw_purge_queue(const std::string& url, const std::string& queue);
+
+/// Percentile (0..100) of unsorted samples.
+double percentile(std::vector<double> samples, double p);
+
+}  // namespace sb::bench
