@@ -199,6 +199,15 @@ void add(Catalog& catalog, std::string_view type, Persistence persistence, const
 
 }  // namespace
 
+constexpr const char* kStreamRetentionSetSchema = R"({
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "max_count": {"type": ["integer", "null"], "minimum": 1},
+    "max_age_seconds": {"type": ["integer", "null"], "minimum": 1}
+  }
+})";
+
 void register_platform_types(Catalog& catalog) {
   using enum Persistence;
   add(catalog, kServiceInstanceRegistered, stored, kRegisteredSchema,
@@ -216,6 +225,9 @@ void register_platform_types(Catalog& catalog) {
       "The store committed up to this position; wakes checkpointed subscriptions.");
   add(catalog, kCatalogTypeRegistered, stored, kCatalogTypeRegisteredSchema,
       "An event or command type, or a new schema version of one, joined the catalog.");
+  add(catalog, kStreamRetentionSet, stored, kStreamRetentionSetSchema,
+      "The stream's retention changed: keep at most max_count events and/or events younger than "
+      "max_age_seconds (null: no limit). Older events are hidden, then scavenged.");
 }
 
 Catalog builtin_catalog() {

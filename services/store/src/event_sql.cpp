@@ -134,6 +134,46 @@ void upsert_streams(pg::Transaction& tx, const std::vector<StreamRow>& rows) {
   tx.exec(sql, params);
 }
 
+void apply_retention(pg::Transaction& tx, const events::Event& policy) {
+  const auto& data = policy.data.value();
+  auto field = [&](const char* name) -> pg::Param {
+    auto it = data.FindMember(name);
+    if (it == data.MemberEnd() || !it->value.IsInt64()) return pg::Param(std::nullopt);
+    return pg::Param(it->value.GetInt64());
+  };
+  tx.exec("UPDATE streams SET max_count = $2, max_age_seconds = $3 WHERE stream = $1",
+          {policy.stream.value(), field("max_count"), field("max_age_seconds")});
+}
+
+std::int64_t truncate_streams(pg::Connection& c) {
+  auto by_count = c.exec(
+      "UPDATE streams SET truncate_before = last_version + 1 - max_count, updated_at = now() "
+      "WHERE max_count IS NOT NULL AND truncate_before < last_version + 1 - max_count");
+  // By age: the first version recorded after the cut-off (all of the stream
+  // when none is that young).
+  auto by_age = c.exec(
+      "UPDATE streams s SET truncate_before = keep.first_kept, updated_at = now() FROM ("
+      "  SELECT s2.stream, COALESCE((SELECT min(e.version) FROM events e WHERE e.stream = s2.stream"
+      "    AND e.recorded_at >= now() - make_interval(secs => s2.max_age_seconds)),"
+      "    s2.last_version + 1) AS first_kept"
+      "  FROM streams s2 WHERE s2.max_age_seconds IS NOT NULL) keep "
+      "WHERE s.stream = keep.stream AND s.truncate_before < keep.first_kept");
+  return static_cast<std::int64_t>(by_count.affected_rows() + by_age.affected_rows());
+}
+
+std::int64_t scavenge(pg::Connection& c, std::int64_t limit) {
+  // Only what the broker already has: the publisher never finds a hole in
+  // the range it still has to send.
+  auto r = c.exec(
+      "DELETE FROM events WHERE position IN ("
+      "  SELECT e.position FROM events e JOIN streams s ON s.stream = e.stream"
+      "  WHERE e.version < s.truncate_before"
+      "    AND e.position <= (SELECT position FROM store_positions WHERE name = 'published')"
+      "  LIMIT $1)",
+      {limit});
+  return static_cast<std::int64_t>(r.affected_rows());
+}
+
 events::Event event_from_row(const pg::Row& row) {
   events::Event e{
       .id = events::EventId(row[1].get<std::string>()),

@@ -38,6 +38,16 @@ struct StreamRow {
 };
 void upsert_streams(pg::Transaction& tx, const std::vector<StreamRow>& rows);
 
+/// Sets the stream's retention from a store.stream.retention_set event.
+void apply_retention(pg::Transaction& tx, const events::Event& policy);
+
+/// Hides (truncate_before) what retention policies no longer keep; returns
+/// the streams changed.
+std::int64_t truncate_streams(pg::Connection& c);
+/// Deletes up to `limit` hidden events that were already published; returns
+/// how many.
+std::int64_t scavenge(pg::Connection& c, std::int64_t limit);
+
 /// Decodes one row of `kEventColumns`.
 events::Event event_from_row(const pg::Row& row);
 /// The columns event_from_row expects, in order.

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "event_sql.hpp"
+#include "switchboard/events/platform_types.hpp"
 #include "switchboard/shared/log.hpp"
 #include "switchboard/shared/metrics.hpp"
 #include "switchboard/store/batch_planner.hpp"
@@ -373,6 +374,10 @@ class Writer::Impl {
         }
       }
       sql::upsert_streams(tx, changed);
+      // A retention policy is an event on its stream, applied with it.
+      for (const auto& row : rows) {
+        if (row.type.value() == events::kStreamRetentionSet) sql::apply_retention(tx, row);
+      }
       tx.commit();
       // Committed: only now may memory, listeners and callers learn of it.
       head_ = plan.new_head;

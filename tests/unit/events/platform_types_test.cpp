@@ -64,8 +64,9 @@ ValidationResult check(const Catalog& c, std::string_view type, const char* data
 
 TEST(PlatformTypes, AllRegisteredWithTheirPersistence) {
   const auto c = builtin_catalog();
-  for (auto type : {kServiceInstanceRegistered, kServiceInstanceDeregistered,
-                    kServiceInstanceExpired, kServiceVersionWeightsSet, kCatalogTypeRegistered}) {
+  for (auto type :
+       {kServiceInstanceRegistered, kServiceInstanceDeregistered, kServiceInstanceExpired,
+        kServiceVersionWeightsSet, kCatalogTypeRegistered, kStreamRetentionSet}) {
     ASSERT_TRUE(c.contains(EventType(type))) << type;
     EXPECT_FALSE(c.is_transient(EventType(type))) << type;
     EXPECT_EQ(c.find(EventType(type))->owner, kPlatformOwner);
@@ -74,7 +75,7 @@ TEST(PlatformTypes, AllRegisteredWithTheirPersistence) {
     ASSERT_TRUE(c.contains(EventType(type))) << type;
     EXPECT_TRUE(c.is_transient(EventType(type))) << type;
   }
-  EXPECT_EQ(c.event_types().size(), 7u);
+  EXPECT_EQ(c.event_types().size(), 8u);
   // Registering them again (every process does at start-up) changes nothing.
   Catalog again = builtin_catalog();
   const auto v = again.version();
@@ -188,6 +189,6 @@ TEST(PlatformTypes, CatalogChangesAreValidCatalogEvents) {
   }
   const auto first = sb::json::parse(published[0]);
   EXPECT_STREQ(first["kind"].GetString(), "event_type_added");
-  EXPECT_EQ(first["catalog_version"].GetUint64(), 8u);
+  EXPECT_EQ(first["catalog_version"].GetUint64(), 9u);
   EXPECT_STREQ(sb::json::parse(published[2])["emits"][0].GetString(), "billing.invoice.paid");
 }

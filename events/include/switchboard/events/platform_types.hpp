@@ -16,6 +16,7 @@ inline constexpr std::string_view kServiceHeartbeat = "service.heartbeat";
 inline constexpr std::string_view kServiceVersionWeightsSet = "service.version.weights_set";
 inline constexpr std::string_view kStoreHeadAdvanced = "store.head.advanced";
 inline constexpr std::string_view kCatalogTypeRegistered = "catalog.type.registered";
+inline constexpr std::string_view kStreamRetentionSet = "store.stream.retention_set";
 
 void register_platform_types(Catalog& catalog);
 /// A new catalog holding the platform's types.
