@@ -7,7 +7,8 @@
 
 #include "event_sql.hpp"
 #include "switchboard/broker/publisher.hpp"
-#include "switchboard/events/platform_types.hpp"
+#include "switchboard/events/head_signals.hpp"
+#include "switchboard/events/reader.hpp"
 #include "switchboard/shared/log.hpp"
 #include "switchboard/shared/metrics.hpp"
 
@@ -149,11 +150,11 @@ class EventPublisher::Impl : public std::enable_shared_from_this<Impl> {
         if (next <= head) {
           auto last = std::min(head, next + static_cast<std::int64_t>(options_.page_size) - 1);
           auto rows =
-              db_->exec(std::string("SELECT ") + sql::kEventColumns +
+              db_->exec(std::string("SELECT ") + events::kEventColumns +
                             " FROM events WHERE position BETWEEN $1 AND $2 ORDER BY position",
                         {next, last});
           for (const auto& row : rows) {
-            auto event = sql::event_from_row(row);
+            auto event = events::event_from_row(row);
             auto pos = event.position.value();
             if (pos != next) {
               throw std::runtime_error("position gap at " + std::to_string(next) + " (found " +
@@ -224,14 +225,8 @@ class EventPublisher::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   void signal_head(std::int64_t head) {
-    broker::Message msg;
-    msg.body = "{\"position\":" + std::to_string(head) + "}";
-    msg.persistent = false;
-    msg.type = std::string(events::kStoreHeadAdvanced);
-    broker::PublishOptions opts{"sb.signals", std::string(events::kStoreHeadAdvanced), false,
-                                std::chrono::steady_clock::now() + std::chrono::seconds(5)};
     // A lost signal only delays a subscriber until its fallback poll.
-    publisher_->publish(std::move(msg), std::move(opts), [](const broker::PublishOutcome&) {});
+    events::publish_head_signal(*publisher_, events::Position(head));
   }
 
   void ensure_db() {

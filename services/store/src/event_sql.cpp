@@ -174,26 +174,4 @@ std::int64_t scavenge(pg::Connection& c, std::int64_t limit) {
   return static_cast<std::int64_t>(r.affected_rows());
 }
 
-events::Event event_from_row(const pg::Row& row) {
-  events::Event e{
-      .id = events::EventId(row[1].get<std::string>()),
-      .type = events::EventType(row[4].get<std::string>()),
-      .schema_version = row[5].get<int>(),
-      .stream = events::StreamId(row[2].get<std::string>()),
-      .version = events::StreamVersion(row[3].get<std::int64_t>()),
-      .position = events::Position(row[0].get<std::int64_t>()),
-      .tenant = events::TenantId(row[6].get<std::string>()),
-      .occurred_at = events::parse_rfc3339(row[7].get<std::string>()),
-      .recorded_at = events::parse_rfc3339(row[8].get<std::string>()),
-      .correlation_id = events::CorrelationId(row[9].get<std::string>()),
-      .causation_id = std::nullopt,
-      .actor = std::nullopt,
-      .data = events::Payload::from_trusted_text(row[12].get<std::string>()),
-      .meta = events::Payload::from_trusted_text(row[13].get<std::string>()),
-  };
-  if (!row[10].is_null()) e.causation_id = events::CausationId(row[10].get<std::string>());
-  if (!row[11].is_null()) e.actor = events::ActorId(row[11].get<std::string>());
-  return e;
-}
-
 }  // namespace sb::store::sql

@@ -48,13 +48,4 @@ std::int64_t truncate_streams(pg::Connection& c);
 /// how many.
 std::int64_t scavenge(pg::Connection& c, std::int64_t limit);
 
-/// Decodes one row of `kEventColumns`.
-events::Event event_from_row(const pg::Row& row);
-/// The columns event_from_row expects, in order.
-inline constexpr const char* kEventColumns =
-    "position, id::text, stream, version, type, schema_version, tenant, "
-    "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-    "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-    "correlation_id, causation_id, actor, data::text, meta::text";
-
 }  // namespace sb::store::sql
