@@ -1,5 +1,7 @@
 #include "event_sql.hpp"
 
+#include "switchboard/events/reader.hpp"
+
 #include <map>
 #include <mutex>
 
@@ -35,21 +37,6 @@ const std::string& insert_sql(std::size_t rows) {
 
 }  // namespace
 
-std::string text_array(const std::vector<std::string>& values) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out += ',';
-    out += '"';
-    for (char ch : values[i]) {
-      if (ch == '"' || ch == '\\') out += '\\';
-      out += ch;
-    }
-    out += '"';
-  }
-  out += '}';
-  return out;
-}
-
 std::int64_t load_head(pg::Connection& c) {
   return c.exec("SELECT coalesce(max(position), 0) FROM events").one()[0].get<std::int64_t>();
 }
@@ -68,7 +55,7 @@ std::unordered_map<std::string, std::pair<std::int64_t, std::string>> load_strea
   std::unordered_map<std::string, std::pair<std::int64_t, std::string>> out;
   if (streams.empty()) return out;
   auto r = c.exec("SELECT stream, last_version, tenant FROM streams WHERE stream = ANY($1::text[])",
-                  {text_array(streams)});
+                  {events::pg_text_array(streams)});
   for (const auto& row : r) {
     out.emplace(row[0].get<std::string>(),
                 std::make_pair(row[1].get<std::int64_t>(), row[2].get<std::string>()));
@@ -82,7 +69,7 @@ std::unordered_map<std::string, StoredEvent> load_events_by_id(
   if (ids.empty()) return out;
   auto r =
       c.exec("SELECT id::text, position, stream, version FROM events WHERE id = ANY($1::uuid[])",
-             {text_array(ids)});
+             {events::pg_text_array(ids)});
   for (const auto& row : r) {
     out.emplace(row[0].get<std::string>(),
                 StoredEvent{row[1].get<std::int64_t>(), row[2].get<std::string>(),

@@ -14,9 +14,6 @@
 
 namespace sb::store::sql {
 
-/// A PostgreSQL array literal of text values, quoted and escaped.
-std::string text_array(const std::vector<std::string>& values);
-
 std::int64_t load_head(pg::Connection& c);
 events::Timestamp load_recorded_at(pg::Connection& c, std::int64_t position);
 

@@ -6,6 +6,8 @@
 #include "switchboard/shared/process.hpp"
 #include "switchboard/store/endpoints.hpp"
 #include "switchboard/store/event_publisher.hpp"
+#include "switchboard/store/read_endpoint.hpp"
+#include "switchboard/store/retention.hpp"
 #include "switchboard/store/schema.hpp"
 #include "switchboard/store/writer.hpp"
 
@@ -50,6 +52,8 @@ config::Schema config_schema() {
       .optional("store.max_queued_appends", config::Type::integer, "20000", "bounded append queue")
       .optional("store.rpc_workers", config::Type::integer, "128", "RPC handler threads")
       .optional("store.publish_window", config::Type::integer, "2048", "unconfirmed events at most")
+      .optional("store.retention_interval", config::Type::duration, "10s",
+                "how often retention truncates and scavenges")
       .optional("store.catalog.test_types", config::Type::boolean, "false",
                 "accept test.* event types with any data (tests and benchmarks only)");
   return s;
@@ -70,6 +74,8 @@ void build(app::Lifecycle& lifecycle, const config::Config& cfg) {
   http.port = static_cast<int>(cfg.get_int("http.port"));
   lifecycle.emplace<app::AdminServer>(http, lifecycle, app::dependency_probes(cfg));
   lifecycle.emplace<Migrations>(db);
+  // Reads need no lock: standbys serve them too.
+  lifecycle.emplace<ReadEndpoint>(amqp, db);
   auto& catalog = lifecycle.emplace<CatalogHolder>().catalog();
   if (cfg.get_bool("store.catalog.test_types")) {
     if (cfg.get_string("mode") == "production") {
@@ -113,6 +119,11 @@ void build(app::Lifecycle& lifecycle, const config::Config& cfg) {
       .on_commit = [&publisher](const std::vector<events::Event>&,
                                 std::int64_t head) { publisher.on_commit(head); }};
   auto& writer = lifecycle.emplace<Writer>(wo, listener);
+
+  RetentionOptions ro;
+  ro.database = db;
+  ro.interval = cfg.get_duration("store.retention_interval");
+  lifecycle.emplace<Retention>(ro, [&writer] { return writer.active(); });
 
   EndpointOptions eo;
   eo.broker = amqp;
