@@ -1,15 +1,14 @@
 #include "switchboard/store/event_publisher.hpp"
 
-#include <condition_variable>
 #include <mutex>
 #include <set>
-#include <thread>
 
 #include "event_sql.hpp"
 #include "switchboard/broker/publisher.hpp"
 #include "switchboard/events/head_signals.hpp"
 #include "switchboard/events/reader.hpp"
 #include "switchboard/shared/log.hpp"
+#include "switchboard/shared/loop_thread.hpp"
 #include "switchboard/shared/metrics.hpp"
 
 namespace sb::store {
@@ -64,36 +63,30 @@ class EventPublisher::Impl : public std::enable_shared_from_this<Impl> {
     po.max_in_flight = options_.window;
     po.topology = broker::platform_topology();
     publisher_ = std::make_unique<broker::Publisher>(std::move(po));
-    thread_ = std::thread([this] { run(); });
+    loop_.start([this] { run(); });
   }
 
   void stop() {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_) return;
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    if (!loop_.stop()) return;
     publisher_.reset();
   }
 
   void on_active(std::int64_t head) {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(loop_.mutex());
     active_ = true;
     head_ = head;
     ++epoch_;
-    cv_.notify_all();
+    loop_.notify();
   }
   void on_standby() {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(loop_.mutex());
     active_ = false;
-    cv_.notify_all();
+    loop_.notify();
   }
   void on_commit(std::int64_t head) {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(loop_.mutex());
     head_ = std::max(head_, head);
-    cv_.notify_all();
+    loop_.notify();
   }
   std::int64_t published() const noexcept { return published_.load(); }
   app::Health health() const {
@@ -110,20 +103,23 @@ class EventPublisher::Impl : public std::enable_shared_from_this<Impl> {
     auto last_save = std::chrono::steady_clock::now();
     while (true) {
       std::int64_t head = 0;
+      std::uint64_t epoch = 0;
       {
-        std::unique_lock lock(mutex_);
-        cv_.wait_for(lock, std::chrono::milliseconds(200), [&] {
-          return stopping_ || rewind_ || (active_ && (epoch_ != epoch_seen || next <= head_));
-        });
-        if (stopping_) break;
+        std::unique_lock lock(loop_.mutex());
+        if (!loop_.wait_for(lock, std::chrono::milliseconds(200), [&] {
+              return rewind_ || (active_ && (epoch_ != epoch_seen || next <= head_));
+            })) {
+          break;
+        }
         if (!active_) continue;
         head = head_;
+        epoch = epoch_;
       }
       try {
         ensure_db();
-        if (epoch_seen != epoch_) {
+        if (epoch_seen != epoch) {
           // (Re)activated: resume after the saved checkpoint.
-          epoch_seen = epoch_;
+          epoch_seen = epoch;
           publisher_->flush(std::chrono::seconds(30));
           std::lock_guard lock(confirm_mutex_);
           confirmed_.clear();
@@ -184,8 +180,7 @@ class EventPublisher::Impl : public std::enable_shared_from_this<Impl> {
         log::error("store publisher error", {{"error", e.what()}});
         db_.reset();
         rewind_ = true;
-        std::unique_lock lock(mutex_);
-        cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_; });
+        loop_.wait_for(std::chrono::milliseconds(500));
       }
     }
     // Stopping: give in-flight messages a moment, then save what is confirmed.
@@ -200,16 +195,13 @@ class EventPublisher::Impl : public std::enable_shared_from_this<Impl> {
     }
   }
 
-  bool stopping() {
-    std::lock_guard lock(mutex_);
-    return stopping_;
-  }
+  bool stopping() const { return loop_.stopping(); }
 
   void outcome(std::int64_t pos, const broker::PublishOutcome& o) {
     if (!o.ok()) {
       log::warn("event publish failed", {{"position", pos}, {"reason", o.reason}});
       rewind_ = true;
-      cv_.notify_all();
+      loop_.notify();
       return;
     }
     std::lock_guard lock(confirm_mutex_);
@@ -248,17 +240,14 @@ class EventPublisher::Impl : public std::enable_shared_from_this<Impl> {
   EventPublisherOptions options_;
   std::unique_ptr<broker::Publisher> publisher_;
   std::unique_ptr<pg::Connection> db_;
-  std::thread thread_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  bool active_ = false;
+  bool active_ = false;  // active_, head_, epoch_: guarded by loop_.mutex()
   std::int64_t head_ = 0;
   std::uint64_t epoch_ = 0;
   std::atomic<bool> rewind_{false};
   std::mutex confirm_mutex_;
   std::set<std::int64_t> confirmed_;
   std::atomic<std::int64_t> published_{0};
+  app::LoopThread loop_;  // last: joined before the members above go
 };
 
 EventPublisher::EventPublisher(EventPublisherOptions options)

@@ -1,11 +1,10 @@
 #include "switchboard/store/retention.hpp"
 
-#include <condition_variable>
 #include <mutex>
-#include <thread>
 
 #include "event_sql.hpp"
 #include "switchboard/shared/log.hpp"
+#include "switchboard/shared/loop_thread.hpp"
 #include "switchboard/shared/metrics.hpp"
 
 namespace sb::store {
@@ -16,18 +15,10 @@ class Retention::Impl {
       : options_(std::move(options)), active_(std::move(active)) {}
 
   void start() {
-    thread_ = std::thread([this] { run(); });
+    loop_.start([this] { run(); });
   }
 
-  void stop() {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_) return;
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
+  void stop() { loop_.stop(); }
 
   Report run_once() {
     std::lock_guard pass(pass_mutex_);
@@ -51,12 +42,7 @@ class Retention::Impl {
 
  private:
   void run() {
-    while (true) {
-      {
-        std::unique_lock lock(mutex_);
-        cv_.wait_for(lock, options_.interval, [this] { return stopping_; });
-        if (stopping_) return;
-      }
+    while (loop_.wait_for(options_.interval)) {
       if (!active_()) continue;
       try {
         run_once();
@@ -70,11 +56,8 @@ class Retention::Impl {
   RetentionOptions options_;
   std::function<bool()> active_;
   std::unique_ptr<pg::Connection> db_;
-  std::thread thread_;
-  std::mutex mutex_;
   std::mutex pass_mutex_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  app::LoopThread loop_;  // last: joined before the members above go
 };
 
 Retention::Retention(RetentionOptions options, std::function<bool()> active)

@@ -1,15 +1,14 @@
 #include "switchboard/store/writer.hpp"
 
 #include <algorithm>
-#include <condition_variable>
 #include <deque>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 
 #include "event_sql.hpp"
 #include "switchboard/events/platform_types.hpp"
 #include "switchboard/shared/log.hpp"
+#include "switchboard/shared/loop_thread.hpp"
 #include "switchboard/shared/metrics.hpp"
 #include "switchboard/store/batch_planner.hpp"
 
@@ -84,21 +83,15 @@ class Writer::Impl {
       : options_(std::move(options)), listener_(std::move(listener)) {}
 
   void start() {
-    thread_ = std::thread([this] { run(); });
+    loop_.start([this] { run(); });
   }
 
   void stop() {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_) return;
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    if (!loop_.stop()) return;
     // Whatever is still queued was never written: say so.
     std::deque<Pending> left;
     {
-      std::lock_guard lock(mutex_);
+      std::lock_guard lock(loop_.mutex());
       left.swap(queue_);
     }
     for (auto& p : left) p.done(unavailable("the store is shutting down"));
@@ -106,10 +99,10 @@ class Writer::Impl {
 
   void append(AppendRequest request, Callback done) {
     {
-      std::lock_guard lock(mutex_);
-      if (!stopping_ && queue_.size() < options_.max_queued_requests) {
+      std::lock_guard lock(loop_.mutex());
+      if (!loop_.stopping_locked() && queue_.size() < options_.max_queued_requests) {
         queue_.push_back(Pending{std::move(request), std::move(done)});
-        cv_.notify_one();
+        loop_.notify();
         return;
       }
     }
@@ -154,15 +147,8 @@ class Writer::Impl {
     conn_.reset();
   }
 
-  bool stopping() {
-    std::lock_guard lock(mutex_);
-    return stopping_;
-  }
-
-  void wait_for(std::chrono::milliseconds d) {
-    std::unique_lock lock(mutex_);
-    cv_.wait_for(lock, d, [this] { return stopping_; });
-  }
+  bool stopping() const { return loop_.stopping(); }
+  void wait_for(std::chrono::milliseconds d) { loop_.wait_for(d); }
 
   // Standby until the lock is ours; then load the head. False: try again.
   bool become_active() {
@@ -208,9 +194,8 @@ class Writer::Impl {
   }
 
   std::vector<Pending> take_batch() {
-    std::unique_lock lock(mutex_);
-    cv_.wait_for(lock, std::chrono::milliseconds(100),
-                 [this] { return stopping_ || !queue_.empty(); });
+    std::unique_lock lock(loop_.mutex());
+    loop_.wait_for(lock, std::chrono::milliseconds(100), [this] { return !queue_.empty(); });
     std::vector<Pending> batch;
     std::size_t events = 0;
     while (!queue_.empty() && (batch.empty() || events + queue_.front().request.events.size() <=
@@ -224,7 +209,7 @@ class Writer::Impl {
 
   // Puts appends whose outcome is not decided back at the front, in order.
   void requeue(std::vector<Pending>& batch) {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(loop_.mutex());
     for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
     batch.clear();
   }
@@ -437,11 +422,7 @@ class Writer::Impl {
 
   WriterOptions options_;
   CommitListener listener_;
-  std::thread thread_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<Pending> queue_;
-  bool stopping_ = false;
+  std::deque<Pending> queue_;  // guarded by loop_.mutex()
   std::atomic<bool> active_{false};
   std::atomic<std::int64_t> head_{0};
   events::Timestamp last_recorded_{};
@@ -449,6 +430,7 @@ class Writer::Impl {
   std::unordered_map<std::string, StreamInfo> streams_;
   mutable std::mutex stats_mutex_;
   Stats stats_;
+  app::LoopThread loop_;  // last: joined before the members above go
 };
 
 Writer::Writer(WriterOptions options, CommitListener listener)
