@@ -26,6 +26,12 @@ struct CompiledSchema {
   std::string text;  // compact
   // Built from `doc`, which it may point into, so it is declared after it.
   std::unique_ptr<rapidjson::SchemaDocument> schema;
+  // RapidJSON 1.1 keeps a compiled regex's match state inside the regex, so
+  // two threads validating against a schema with `pattern` or
+  // `patternProperties` corrupt each other (crashes seen under load). Such
+  // schemas are validated one thread at a time; the others need no lock.
+  bool has_patterns = false;
+  mutable std::mutex regex_mutex;
 };
 using SchemaPtr = std::shared_ptr<const CompiledSchema>;
 
@@ -86,6 +92,7 @@ SchemaPtr compile_schema(std::string_view text, const std::string& where) {
   if (!compiled->doc.IsObject()) invalid_spec(where + ": a schema must be a JSON object");
   check_patterns(compiled->doc, where, "#");
   compiled->text = json::to_string(compiled->doc);
+  compiled->has_patterns = compiled->text.find("\"pattern") != std::string::npos;
   compiled->schema = std::make_unique<rapidjson::SchemaDocument>(compiled->doc);
   return compiled;
 }
@@ -144,6 +151,8 @@ std::string shortened(std::string text) {
 
 ValidationResult run_validation(const CompiledSchema& compiled, const rapidjson::Value& value,
                                 const std::string& what) {
+  std::unique_lock<std::mutex> regex_lock;
+  if (compiled.has_patterns) regex_lock = std::unique_lock(compiled.regex_mutex);
   rapidjson::SchemaValidator validator(*compiled.schema);
   if (value.Accept(validator)) return {};
 

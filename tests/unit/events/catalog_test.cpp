@@ -506,3 +506,32 @@ TEST(Catalog, ConcurrentReadersAndWriter) {
   EXPECT_EQ(c.version(), 3u + 400u);
   EXPECT_EQ(c.event_types().size(), 201u);
 }
+
+// RapidJSON 1.1's regex keeps match state in the compiled schema: concurrent
+// validation against a `pattern` schema used to crash the store (an
+// assertion in rapidjson/internal/regex.h under Debug builds).
+TEST(Catalog, ConcurrentValidationOfPatternSchemasIsSafe) {
+  Catalog c;
+  c.register_event_type({EventType("test.code.checked"),
+                         "tests",
+                         Persistence::stored,
+                         {{1,
+                           R"({"type":"object","properties":{"code":{"type":"string",)"
+                           R"("pattern":"^[a-z]{2}-[0-9]{1,6}$"}},"required":["code"]})",
+                           {}}},
+                         ""});
+  auto good = sb::json::parse(R"({"code":"ab-123456"})");
+  auto bad = sb::json::parse(R"({"code":"AB-x"})");
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 5000; ++i) {
+        if (!c.validate_event(EventType("test.code.checked"), 1, good).ok()) ++wrong;
+        if (c.validate_event(EventType("test.code.checked"), 1, bad).ok()) ++wrong;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+}
