@@ -3,10 +3,13 @@
 //      persistent, durable queue, confirm window W, prefetch P;
 //   2. RPC round trips through sb.rpc with direct reply-to, at 1 and at 64
 //      calls in flight.
-// Prints figures and ratios; asserts nothing.
+// Prints figures, ratios and a final table against the goals; asserts
+// nothing. Run it on a quiet box: it prints the load average before and
+// after, and figures taken while builds run are noise.
 //
-// Usage: bench_broker AMQP_URL [messages] [rpc_calls]
-//   (AMQP_URL defaults to $SB_RABBITMQ_URL)
+// Usage: bench_broker [--only throughput|rpc] [--side sb|plain] [AMQP_URL] [messages] [rpc_calls]
+//   (AMQP_URL defaults to $SB_RABBITMQ_URL; --side runs one client only, for
+//   profiling: perf stat -e task-clock,context-switches bench_broker --side sb)
 
 #include "switchboard/broker/broker.hpp"
 #include "switchboard/shared/log.hpp"
@@ -21,6 +24,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -217,11 +222,28 @@ struct Latencies {
   std::vector<double> us;
   double seconds = 0;
   double p(double q) {
+    if (us.empty()) return 0;
     std::sort(us.begin(), us.end());
     return us[std::min(us.size() - 1,
                        static_cast<std::size_t>(q * static_cast<double>(us.size())))];
   }
   double rate() const { return static_cast<double>(us.size()) / seconds; }
+};
+
+std::string loadavg() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+// One line of the final table.
+struct Row {
+  std::string what;
+  double plain = 0;
+  double sb = 0;
+  std::string goal;  // empty: no goal, shown for context
+  std::function<bool(double, double)> met;
 };
 
 // Plain server: consume rpc.<service>, reply on the same connection, ack.
@@ -339,21 +361,21 @@ Latencies lib_rpc(bk::RpcClient& client, const std::string& service, int calls, 
     client.call(service, std::move(m), 5s, [&, start](bk::RpcClient::Result r) {
       const double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
       bool more = false;
+      bool last = false;
       {
         std::lock_guard lk(mu);
-        if (r.reply) {
-          out.us.push_back(us);
-        } else {
-          ++errors;
-          out.us.push_back(us);
-        }
+        if (!r.reply) ++errors;
+        out.us.push_back(us);
         if (issued < calls) {
           ++issued;
           more = true;
         }
+        last = static_cast<int>(out.us.size()) >= calls;
       }
       if (more) issue();
-      cv.notify_all();
+      // Only the last reply wakes the waiting thread: a wake-up per call
+      // would charge the library with the benchmark's own context switches.
+      if (last) cv.notify_all();
     });
   };
   const auto t0 = Clock::now();
@@ -372,83 +394,127 @@ Latencies lib_rpc(bk::RpcClient& client, const std::string& service, int calls, 
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::string only;
+  std::string side;
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--only" && i + 1 < argc) {
+      only = argv[++i];
+    } else if (a == "--side" && i + 1 < argc) {
+      side = argv[++i];
+    } else {
+      args.push_back(a);
+    }
+  }
   const char* env = std::getenv("SB_RABBITMQ_URL");
-  g_url = argc > 1 ? argv[1] : (env != nullptr ? env : "");
-  if (g_url.empty()) {
-    std::fprintf(stderr, "usage: bench_broker AMQP_URL [messages] [rpc_calls]\n");
+  g_url = !args.empty() ? args[0] : (env != nullptr ? env : "");
+  if (g_url.empty() || (!only.empty() && only != "throughput" && only != "rpc") ||
+      (!side.empty() && side != "sb" && side != "plain")) {
+    std::fprintf(stderr,
+                 "usage: bench_broker [--only throughput|rpc] [--side sb|plain] [AMQP_URL] "
+                 "[messages] [rpc_calls]\n");
     return 2;
   }
-  const int n = argc > 2 ? std::atoi(argv[2]) : 20000;
-  const int calls = argc > 3 ? std::atoi(argv[3]) : 5000;
+  const bool run_plain = side.empty() || side == "plain";
+  const bool run_sb = side.empty() || side == "sb";
+  const int n = args.size() > 1 ? std::atoi(args[1].c_str()) : 20000;
+  const int calls = args.size() > 2 ? std::atoi(args[2].c_str()) : 5000;
   sb::log::Options lo;
   lo.level = sb::log::Level::warn;
   sb::log::init(lo);
 
+  std::vector<Row> rows;
   try {
     std::printf("sb::broker vs plain rabbitmq-c 0.11 (same broker, same run)\n");
-    std::printf(
-        "throughput: %d msgs, 1 KB JSON, persistent, durable queue, confirm window %zu, "
-        "prefetch %u, one ack per message\n",
-        n, kWindow, kPrefetch);
+    std::printf("load average before: %s (%u cores)\n\n", loadavg().c_str(),
+                std::thread::hardware_concurrency());
     const std::string suffix = bk::new_id().substr(0, 8);
-    double raw_tp = 0, lib_tp = 0;
-    // Alternate and keep the best of two, so broker warm-up and disk noise
-    // do not favour either side.
-    for (int round = 0; round < 2; ++round) {
-      const std::string qr = "bench.raw." + suffix + std::to_string(round);
-      const std::string ql = "bench.lib." + suffix + std::to_string(round);
-      raw_declare_queue(qr, true, false);
-      raw_declare_queue(ql, true, false);
-      raw_tp = std::max(raw_tp, raw_throughput(qr, n));
-      lib_tp = std::max(lib_tp, lib_throughput(ql, n));
-      raw_delete_queue(qr);
-      raw_delete_queue(ql);
+    if (only.empty() || only == "throughput") {
+      std::printf(
+          "throughput: %d msgs, 1 KB JSON, persistent, durable queue, confirm window %zu, "
+          "prefetch %u, one ack per message (sb: batched by the library)\n",
+          n, kWindow, kPrefetch);
+      double raw_tp = 0, lib_tp = 0;
+      // Alternate and keep the best of two, so broker warm-up and disk noise
+      // do not favour either side.
+      for (int round = 0; round < 2; ++round) {
+        const std::string qr = "bench.raw." + suffix + std::to_string(round);
+        const std::string ql = "bench.lib." + suffix + std::to_string(round);
+        raw_declare_queue(qr, true, false);
+        raw_declare_queue(ql, true, false);
+        const double r = run_plain ? raw_throughput(qr, n) : 0;
+        const double l = run_sb ? lib_throughput(ql, n) : 0;
+        std::printf("  round %d: plain %8.0f msg/s, sb %8.0f msg/s\n", round + 1, r, l);
+        raw_tp = std::max(raw_tp, r);
+        lib_tp = std::max(lib_tp, l);
+        raw_delete_queue(qr);
+        raw_delete_queue(ql);
+      }
+      rows.push_back(Row{"publish+consume msg/s", raw_tp, lib_tp, ">= 0.9x plain",
+                         [](double p, double s) { return s >= 0.9 * p; }});
+      std::printf("\n");
     }
-    std::printf("  %-28s %10.0f msg/s\n", "plain rabbitmq-c", raw_tp);
-    std::printf("  %-28s %10.0f msg/s\n", "sb::broker", lib_tp);
-    std::printf("  ratio sb/plain              %10.3f   (goal >= 0.9)\n\n", lib_tp / raw_tp);
 
-    RawRpcServer raw_server("rawbench." + suffix);
-    bk::RpcServerOptions so;
-    so.connection.url = g_url;
-    so.connection.name = "bench.rpcserver";
-    so.workers = 2;
-    so.prefetch = 64;
-    bk::RpcServer server(so);
-    const std::string lib_service = "libbench." + suffix;
-    server.serve(lib_service, [](const bk::Delivery& d) {
-      bk::Message r;
-      r.body = d.message.body;
-      r.persistent = false;
-      return r;
-    });
-    bk::RpcClientOptions co;
-    co.connection.url = g_url;
-    co.connection.name = "bench.rpcclient";
-    bk::RpcClient client(co);
-    while (!client.connected()) std::this_thread::sleep_for(1ms);
-    (void)lib_rpc(client, lib_service, 500, 8);  // warm-up
-    (void)raw_rpc("rawbench." + suffix, 500, 8);
+    if (only.empty() || only == "rpc") {
+      RawRpcServer raw_server("rawbench." + suffix);
+      bk::RpcServerOptions so;
+      so.connection.url = g_url;
+      so.connection.name = "bench.rpcserver";
+      so.workers = 2;
+      so.prefetch = 64;
+      bk::RpcServer server(so);
+      const std::string lib_service = "libbench." + suffix;
+      server.serve(lib_service, [](const bk::Delivery& d) {
+        bk::Message r;
+        r.body = d.message.body;
+        r.persistent = false;
+        return r;
+      });
+      bk::RpcClientOptions co;
+      co.connection.url = g_url;
+      co.connection.name = "bench.rpcclient";
+      bk::RpcClient client(co);
+      while (!client.connected()) std::this_thread::sleep_for(1ms);
+      if (run_sb) (void)lib_rpc(client, lib_service, 500, 8);  // warm-up
+      if (run_plain) (void)raw_rpc("rawbench." + suffix, 500, 8);
 
-    std::printf("rpc: %d calls, direct reply-to, mandatory, expiration set\n", calls);
-    std::printf("  %-12s %-12s %10s %10s %10s\n", "in flight", "client", "calls/s", "p50 us",
-                "p99 us");
-    for (int inflight : {1, 64}) {
-      auto raw = raw_rpc("rawbench." + suffix, calls, inflight);
-      auto lib = lib_rpc(client, lib_service, calls, inflight);
-      const double rp50 = raw.p(0.50), rp99 = raw.p(0.99);
-      const double lp50 = lib.p(0.50), lp99 = lib.p(0.99);
-      std::printf("  %-12d %-12s %10.0f %10.0f %10.0f\n", inflight, "plain", raw.rate(), rp50,
-                  rp99);
-      std::printf("  %-12d %-12s %10.0f %10.0f %10.0f\n", inflight, "sb::broker", lib.rate(), lp50,
-                  lp99);
-      std::printf("  %-12d ratios sb/plain: calls/s %.3f, p50 %.3f, p99 %.3f\n", inflight,
-                  lib.rate() / raw.rate(), lp50 / rp50, lp99 / rp99);
+      std::printf("rpc: %d calls, direct reply-to, mandatory, expiration set\n", calls);
+      std::printf("  %-9s %-11s %9s %8s %8s %8s %8s %8s\n", "in flight", "client", "calls/s",
+                  "p50 us", "p90 us", "p99 us", "p99.9 us", "max us");
+      for (int inflight : {1, 64}) {
+        auto raw = run_plain ? raw_rpc("rawbench." + suffix, calls, inflight) : Latencies{{}, 1};
+        auto lib = run_sb ? lib_rpc(client, lib_service, calls, inflight) : Latencies{{}, 1};
+        for (auto* l : {&raw, &lib}) {
+          std::printf("  %-9d %-11s %9.0f %8.0f %8.0f %8.0f %8.0f %8.0f\n", inflight,
+                      l == &raw ? "plain" : "sb::broker", l->rate(), l->p(0.50), l->p(0.90),
+                      l->p(0.99), l->p(0.999), l->p(1.0));
+        }
+        const std::string f = std::to_string(inflight) + " in flight";
+        rows.push_back(Row{"rpc calls/s, " + f, raw.rate(), lib.rate(), "", nullptr});
+        rows.push_back(Row{"rpc p50 us, " + f, raw.p(0.50), lib.p(0.50), "", nullptr});
+        if (inflight == 1) {
+          rows.push_back(Row{"rpc p99 us, " + f, raw.p(0.99), lib.p(0.99), "sb <= 1000 us",
+                             [](double, double s) { return s <= 1000.0; }});
+        } else {
+          rows.push_back(Row{"rpc p99 us, " + f, raw.p(0.99), lib.p(0.99), "<= 1.1x plain",
+                             [](double p, double s) { return s <= 1.1 * p; }});
+        }
+      }
+      std::printf("\n");
     }
-    std::printf("goals: p99 at 1 in flight <= 1000 us; p99 at 64 in flight <= 1.1x plain\n");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_broker: %s\n", e.what());
     return 1;
+  }
+
+  std::printf("load average after: %s\n\n", loadavg().c_str());
+  std::printf("%-26s %11s %11s %8s  %-15s %s\n", "summary", "plain", "sb::broker", "sb/plain",
+              "goal", "met");
+  for (const auto& r : rows) {
+    std::printf("%-26s %11.0f %11.0f %8.3f  %-15s %s\n", r.what.c_str(), r.plain, r.sb,
+                r.sb / r.plain, r.goal.empty() ? "-" : r.goal.c_str(),
+                r.met ? (r.met(r.plain, r.sb) ? "yes" : "NO") : "");
   }
   return 0;
 }

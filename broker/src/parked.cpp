@@ -46,6 +46,17 @@ class AdminConnection {
     return got;
   }
 
+  /// Messages ready in `queue` now (passive declare).
+  std::uint32_t message_count(const std::string& queue) {
+    amqp_queue_declare_ok_t* ok =
+        amqp_queue_declare(conn_, 1, detail::bytes_of(queue), 1, 0, 0, 0, amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
+    if (ok == nullptr || r.reply_type != AMQP_RESPONSE_NORMAL) {
+      throw BrokerError(detail::describe_reply(r, "broker admin: queue.declare " + queue));
+    }
+    return ok->message_count;
+  }
+
   void ack(std::uint64_t tag) {
     const int rc = amqp_basic_ack(conn_, 1, tag, 0);
     if (rc != AMQP_STATUS_OK)
@@ -134,10 +145,15 @@ std::size_t ParkedQueue::requeue(const std::optional<std::string>& message_id) c
   AdminConnection c(options_);
   const std::string parked = parked_queue_name(queue_);
   std::size_t n = 0;
-  while (auto got = c.get(parked)) {
+  // Only what is parked now: a consumer that fails again at once parks the
+  // message anew, and taking it again would loop.
+  std::uint32_t left = c.message_count(parked);
+  while (left-- > 0) {
+    auto got = c.get(parked);
+    if (!got) break;
     if (!matches(got->message, message_id)) continue;  // stays unacked: returns on close
     Message m = std::move(got->message);
-    for (auto key : {kFailuresHeader, kErrorHeader, kFailedAtHeader}) {
+    for (auto key : {kFailuresHeader, kErrorHeader, kFailedAtHeader, kPermanentHeader}) {
       if (auto it = m.headers.find(key); it != m.headers.end()) m.headers.erase(it);
     }
     c.publish_confirmed(queue_, m);

@@ -1,9 +1,10 @@
 #include "switchboard/broker/rpc.hpp"
 
+#include "consuming_session.hpp"
 #include "session.hpp"
-#include "switchboard/broker/publisher.hpp"
 #include "switchboard/shared/log.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <map>
@@ -279,81 +280,194 @@ bool RpcClient::connected() const {
 
 // ---------------------------------------------------------------- server
 
-class RpcServer::Impl {
+namespace {
+
+Message error_reply(std::string text) {
+  Message m;
+  m.body.clear();
+  m.headers[std::string(kRpcErrorHeader)] = std::move(text);
+  return m;
+}
+
+// The request's fields an answer needs, copied out of the Delivery so an
+// async answer can come after the Delivery is gone.
+struct RequestInfo {
+  detail::DeliveryRef ref;
+  std::string queue;
+  std::string reply_to;
+  std::string correlation_id;
+  TraceContext trace;
+};
+
+RequestInfo request_info(const Delivery& d, detail::DeliveryRef ref) {
+  return RequestInfo{ref, d.queue, d.message.reply_to, d.message.correlation_id,
+                     trace_of(d.message)};
+}
+
+// Once the handler is done with the Delivery: no copies.
+RequestInfo take_request_info(Delivery& d, detail::DeliveryRef ref) {
+  TraceContext trace = trace_of(d.message);
+  return RequestInfo{ref, std::move(d.queue), std::move(d.message.reply_to),
+                     std::move(d.message.correlation_id), std::move(trace)};
+}
+
+// Publishes the reply, then acks the request: the worker does it itself
+// when the loop thread is idle, otherwise the loop at the end of its turn.
+void answer(detail::Outbox& outbox, const RequestInfo& r, Message reply) {
+  if (r.reply_to.empty()) {
+    sb::log::warn("rpc request without reply_to; reply dropped", {{"queue", r.queue}});
+    outbox.push(detail::Settlement{r.ref, detail::Verdict::ack, {}});
+    return;
+  }
+  reply.correlation_id = r.correlation_id;
+  reply.persistent = false;
+  if (trace_of(reply).traceparent.empty()) set_trace(reply, r.trace);
+  if (!outbox.push(detail::Settlement{r.ref, detail::Verdict::ack,
+                                      detail::Reply{r.reply_to, std::move(reply)}})) {
+    sb::log::info("rpc server closed before the answer; the request goes back to its queue",
+                  {{"queue", r.queue}});
+  }
+}
+
+}  // namespace
+
+class RpcResponder::State {
  public:
-  explicit Impl(RpcServerOptions options) : options_(std::move(options)) {
-    PublisherOptions po;
-    po.connection = options_.connection;
-    po.connection.name = options_.connection.name + ".replies";
-    po.max_in_flight = 4096;
-    po.close_timeout = std::chrono::milliseconds(1000);
-    replies_ = std::make_unique<Publisher>(po);
-    ConsumerOptions co;
-    co.connection = options_.connection;
-    co.workers = options_.workers;
-    co.topology = platform_topology();
-    consumer_ = std::make_unique<Consumer>(co);
+  State(std::shared_ptr<detail::Outbox> outbox, RequestInfo request, sb::metrics::Counter& extra)
+      : outbox_(std::move(outbox)), request_(std::move(request)), extra_(extra) {}
+  ~State() {
+    if (answered_.exchange(true, std::memory_order_acq_rel)) return;
+    sb::log::warn("async rpc handler dropped a request without answering",
+                  {{"queue", request_.queue}});
+    answer(*outbox_, request_, error_reply("handler dropped the request"));
+  }
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+
+  bool complete(Message reply) {
+    if (answered_.exchange(true, std::memory_order_acq_rel)) {
+      extra_.inc();
+      sb::log::warn("rpc request answered more than once; later answer ignored",
+                    {{"queue", request_.queue}});
+      return false;
+    }
+    answer(*outbox_, request_, std::move(reply));
+    return true;
+  }
+  bool answered() const { return answered_.load(std::memory_order_acquire); }
+
+ private:
+  std::shared_ptr<detail::Outbox> outbox_;
+  RequestInfo request_;
+  sb::metrics::Counter& extra_;
+  std::atomic<bool> answered_{false};
+};
+
+bool RpcResponder::reply(Message reply) {
+  if (!state_) {
+    sb::log::error("RpcResponder::reply on an empty responder");
+    return false;
+  }
+  return state_->complete(std::move(reply));
+}
+
+bool RpcResponder::fail(std::string message) {
+  if (!state_) {
+    sb::log::error("RpcResponder::fail on an empty responder");
+    return false;
+  }
+  return state_->complete(error_reply(std::move(message)));
+}
+
+bool RpcResponder::answered() const {
+  return state_ && state_->answered();
+}
+
+class RpcServer::Impl final : public detail::ConsumingSession {
+ public:
+  explicit Impl(RpcServerOptions options)
+      : ConsumingSession(options.connection, options.workers), prefetch_(options.prefetch) {
+    preset_topology(platform_topology());
+    start();
   }
 
-  ~Impl() {
-    consumer_.reset();  // no new requests, running handlers finish
-    replies_.reset();
-  }
+  ~Impl() override { close(); }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   void serve(const std::string& service, RpcHandler handler, std::chrono::milliseconds timeout) {
-    const QueueSpec q = RpcServer::queue_for(service);
-    Topology t;
-    t.queues.push_back(q);
-    t.bindings.push_back(BindingSpec{q.name, kRpcExchange, service});
-    // The binding must come after the queue: consume() declares the queue,
-    // so declare both here in order first.
-    consumer_->declare(t, timeout);
-    ConsumeOptions co;
-    co.prefetch = options_.prefetch;
-    co.retry.enabled = false;
-    consumer_->consume(
-        q, co, [this, handler = std::move(handler)](const Delivery& d) { handle(handler, d); },
+    if (!handler) throw BrokerError("broker: serve() needs a handler");
+    listen(
+        service,
+        [this, handler = std::move(handler)](Delivery& d, detail::DeliveryRef ref) {
+          if (expired(d, ref)) return;
+          Message reply;
+          try {
+            reply = handler(d);
+          } catch (const std::exception& e) {
+            reply = error_reply(e.what());
+          } catch (...) {
+            reply = error_reply("unknown exception");
+          }
+          answer(*outbox(), take_request_info(d, ref), std::move(reply));
+        },
+        timeout);
+  }
+
+  void serve_async(const std::string& service, AsyncRpcHandler handler,
+                   std::chrono::milliseconds timeout) {
+    if (!handler) throw BrokerError("broker: serve_async() needs a handler");
+    listen(
+        service,
+        [this, handler = std::move(handler)](Delivery& d, detail::DeliveryRef ref) {
+          if (expired(d, ref)) return;
+          RpcResponder responder(std::make_shared<RpcResponder::State>(
+              outbox(), request_info(d, ref), metrics().extra_replies));
+          std::string error;
+          try {
+            handler(d, responder);
+            return;
+          } catch (const std::exception& e) {
+            error = e.what();
+          } catch (...) {
+            error = "unknown exception";
+          }
+          if (responder.answered()) {
+            sb::log::error("async rpc handler threw after answering",
+                           {{"queue", d.queue}, {"error", error}});
+            return;
+          }
+          responder.fail(error);
+        },
         timeout);
   }
 
   std::uint64_t expired() const { return expired_.load(); }
 
  private:
-  void handle(const RpcHandler& handler, const Delivery& d) {
-    if (const auto deadline = d.message.header_int(kDeadlineHeader)) {
-      if (detail::now_epoch_ms() > *deadline) {
-        // The caller has given up: running it now could act twice.
-        expired_.fetch_add(1);
-        return;
-      }
-    }
-    Message reply;
-    try {
-      reply = handler(d);
-    } catch (const std::exception& e) {
-      reply = Message{};
-      reply.headers[std::string(kRpcErrorHeader)] = std::string(e.what());
-    } catch (...) {
-      reply = Message{};
-      reply.headers[std::string(kRpcErrorHeader)] = std::string("unknown exception");
-    }
-    if (d.message.reply_to.empty()) {
-      sb::log::warn("rpc request without reply_to; reply dropped", {{"queue", d.queue}});
-      return;
-    }
-    reply.correlation_id = d.message.correlation_id;
-    reply.persistent = false;
-    if (trace_of(reply).traceparent.empty()) set_trace(reply, trace_of(d.message));
-    PublishOptions po;
-    po.routing_key = d.message.reply_to;
-    replies_->publish(std::move(reply), po, [](const PublishOutcome& o) {
-      if (!o.ok()) sb::log::warn("rpc reply not confirmed", {{"reason", o.reason}});
-    });
+  void listen(const std::string& service, Job job, std::chrono::milliseconds timeout) {
+    const auto started = detail::Clock::now();
+    const QueueSpec q = RpcServer::queue_for(service);
+    Topology t;
+    t.queues.push_back(q);
+    t.bindings.push_back(BindingSpec{q.name, kRpcExchange, service});
+    declare(t, timeout);
+    const auto left = timeout - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    detail::Clock::now() - started);
+    subscribe(q.name, prefetch_, std::move(job), std::max(left, std::chrono::milliseconds(0)));
   }
 
-  RpcServerOptions options_;
-  std::unique_ptr<Publisher> replies_;
-  std::unique_ptr<Consumer> consumer_;
+  // Worker thread. True (and the request acked, unanswered) when the caller
+  // has given up: running it now could act twice.
+  bool expired(const Delivery& d, detail::DeliveryRef ref) {
+    const auto deadline = d.message.header_int(kDeadlineHeader);
+    if (!deadline || detail::now_epoch_ms() <= *deadline) return false;
+    expired_.fetch_add(1);
+    settle(ref, detail::Verdict::ack);
+    return true;
+  }
+
+  const std::uint16_t prefetch_;
   std::atomic<std::uint64_t> expired_{0};
 };
 
@@ -364,6 +478,11 @@ RpcServer::~RpcServer() = default;
 void RpcServer::serve(const std::string& service, RpcHandler handler,
                       std::chrono::milliseconds timeout) {
   impl_->serve(service, std::move(handler), timeout);
+}
+
+void RpcServer::serve_async(const std::string& service, AsyncRpcHandler handler,
+                            std::chrono::milliseconds timeout) {
+  impl_->serve_async(service, std::move(handler), timeout);
 }
 
 std::uint64_t RpcServer::expired() const {

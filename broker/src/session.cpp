@@ -15,6 +15,7 @@ constexpr auto kTick = std::chrono::milliseconds(10);
 // Bounded so that a flood of frames cannot starve timers; the rest is
 // picked up on the next turn of the loop.
 constexpr int kMaxFramesPerDrain = 2048;
+constexpr std::uint64_t kTicksPerSocketRead = 10;
 
 sb::metrics::Counter& counter(const std::string& name, const std::string& help,
                               const std::string& connection) {
@@ -35,6 +36,8 @@ Metrics::Metrics(const std::string& c)
       reconnects(counter("sb_broker_reconnects_total", "Connections re-established", c)),
       late_replies(
           counter("sb_broker_rpc_late_replies_total", "RPC replies dropped after deadline", c)),
+      extra_replies(counter("sb_broker_rpc_extra_replies_total",
+                            "RpcResponder calls ignored: the request was already answered", c)),
       rpc_latency(sb::metrics::Registry::global().histogram("sb_broker_rpc_latency_seconds",
                                                             "RPC round trip, successful calls",
                                                             {{"connection", c}})) {}
@@ -65,12 +68,12 @@ void Session::start() {
                  static_cast<std::uint64_t>(kTick.count()));
   started_ = true;
   loop_thread_ = std::thread([this] { run_loop(); });
-  loop_thread_id_ = loop_thread_.get_id();
   request_connect(std::chrono::milliseconds(0));
   connector_ = std::thread([this] { connector_main(); });
 }
 
 void Session::run_loop() {
+  loop_thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   uv_run(&loop_, UV_RUN_DEFAULT);
 }
 
@@ -102,12 +105,42 @@ bool Session::post(std::function<void()> fn) {
 }
 
 void Session::wake() {
+  if (on_loop_thread()) {
+    wake_pending_ = true;  // after_callback() runs on_wake(): no eventfd round trip
+    return;
+  }
   std::lock_guard lk(post_mu_);
   if (!async_closed_) uv_async_send(&async_);
 }
 
+void Session::before_callback() {
+  if (deferred_failure_.empty()) return;
+  std::string reason;
+  reason.swap(deferred_failure_);
+  fail_connection(reason);
+}
+
+void Session::after_callback() {
+  if (shut_down_) return;
+  if (wake_pending_) {
+    wake_pending_ = false;
+    on_wake();
+  }
+  on_flush();
+  if (wake_pending_ && !shut_down_) {
+    // Woken again by on_wake()/on_flush(): come back on the next turn rather
+    // than loop here (a callback that keeps re-publishing must not starve
+    // the socket and the timers).
+    wake_pending_ = false;
+    std::lock_guard lk(post_mu_);
+    if (!async_closed_) uv_async_send(&async_);
+  }
+}
+
 void Session::on_async_cb(uv_async_t* handle) {
   auto* self = static_cast<Session*>(handle->data);
+  std::lock_guard io(self->io_mu_);
+  self->before_callback();
   std::vector<std::function<void()>> fns;
   {
     std::lock_guard lk(self->post_mu_);
@@ -115,36 +148,46 @@ void Session::on_async_cb(uv_async_t* handle) {
   }
   for (auto& fn : fns) fn();
   if (self->shut_down_) return;
+  self->wake_pending_ = false;
   self->on_wake();
-  // Socket data wakes the uv_poll; only frames rabbitmq-c pulled in during a
-  // publish need draining here (saves two syscalls per wake-up).
-  if (self->conn_ != nullptr &&
-      (amqp_frames_enqueued(self->conn_) != 0 || amqp_data_in_buffer(self->conn_) != 0)) {
-    self->drain();
-  }
+  // Socket data wakes the uv_poll; only frames already buffered (left by a
+  // capped drain, or pulled in by a synchronous call) are drained here.
+  self->drain(false);
+  self->after_callback();
 }
 
 void Session::on_timer_cb(uv_timer_t* handle) {
   auto* self = static_cast<Session*>(handle->data);
+  std::lock_guard io(self->io_mu_);
+  self->before_callback();
   const auto now = Clock::now();
   if (self->conn_ != nullptr && self->options_.heartbeat.count() > 0 &&
       now - self->last_recv_ > 2 * self->options_.heartbeat) {
     self->fail_connection("missed heartbeats: nothing received for " +
                           std::to_string(2 * self->options_.heartbeat.count()) + " s");
   }
-  self->drain();  // also sends our heartbeat when one is due
+  // Reading the socket is what sends our heartbeat when one is due (inside
+  // rabbitmq-c); every 100 ms is plenty for heartbeats of a second or more,
+  // and spares the other ticks a recv + poll that only find EAGAIN.
+  self->drain(++self->ticks_ % kTicksPerSocketRead == 0);
   self->on_tick(now);
+  self->after_callback();
 }
 
 void Session::on_poll_cb(uv_poll_t* handle, int status, int /*events*/) {
   auto* self = static_cast<Session*>(handle->data);
   if (self == nullptr || handle != self->poll_) return;
-  if (status < 0) {
+  std::lock_guard io(self->io_mu_);
+  self->before_callback();
+  if (self->poll_ != handle) {
+    // The deferred failure closed it.
+  } else if (status < 0) {
     self->fail_connection(std::string("socket poll: ") + uv_strerror(status));
-    return;
+  } else {
+    self->last_recv_ = Clock::now();
+    self->drain(true);
   }
-  self->last_recv_ = Clock::now();
-  self->drain();
+  self->after_callback();
 }
 
 void Session::request_connect(std::chrono::milliseconds delay) {
@@ -263,11 +306,20 @@ void Session::adopt(amqp_connection_state_t c) {
   auto pending = declares_;
   for (auto& d : pending) start_declare(d);
   if (conn_ != nullptr) on_connected();
-  drain();
+  drain(true);
 }
 
 void Session::fail_connection(const std::string& reason) {
   if (conn_ == nullptr) return;
+  if (!on_loop_thread()) {
+    // A thread borrowing the connection (io_mu_ held) must not touch libuv
+    // handles: the loop tears down at its next callback, which this wakes.
+    if (deferred_failure_.empty()) deferred_failure_ = reason;
+    std::lock_guard lk(post_mu_);
+    if (!async_closed_) uv_async_send(&async_);
+    return;
+  }
+  deferred_failure_.clear();  // this connection is going anyway
   sb::log::warn("broker connection lost", {{"connection", options_.name}, {"reason", reason}});
   amqp_connection_state_t c = conn_;
   conn_ = nullptr;
@@ -420,13 +472,23 @@ void Session::declare(const Topology& topology, std::chrono::milliseconds timeou
   future.get();
 }
 
-void Session::drain() {
+void Session::drain(bool read_socket) {
   if (conn_ == nullptr) return;
   timeval zero{0, 0};
   int frames = 0;
   while (conn_ != nullptr) {
+    if (amqp_frames_enqueued(conn_) == 0 && amqp_data_in_buffer(conn_) == 0) {
+      // Everything buffered is handled. Read the socket at most once per
+      // call: a second read would only end in EAGAIN plus a poll() (two
+      // syscalls per wake-up), and the level-triggered poll brings us back
+      // for whatever arrives later.
+      if (!read_socket) break;
+      read_socket = false;
+    }
     if (frames++ == kMaxFramesPerDrain) {
-      wake();  // come back for the rest after timers and other handles ran
+      // Come back for the rest after timers and other handles ran.
+      std::lock_guard lk(post_mu_);
+      if (!async_closed_) uv_async_send(&async_);
       break;
     }
     amqp_frame_t frame;
@@ -589,6 +651,7 @@ void Session::handle_method(amqp_channel_t channel, const amqp_method_t& method)
 
 void Session::shutdown_on_loop() {
   shut_down_ = true;
+  on_closing();
   if (conn_ != nullptr) {
     amqp_connection_state_t c = conn_;
     conn_ = nullptr;

@@ -42,6 +42,7 @@ struct Metrics {
   sb::metrics::Counter& parked;
   sb::metrics::Counter& reconnects;
   sb::metrics::Counter& late_replies;
+  sb::metrics::Counter& extra_replies;
   sb::metrics::Histogram& rpc_latency;
 };
 
@@ -83,13 +84,17 @@ class Session {
   void stop();
 
   bool connected() const { return connected_.load(std::memory_order_acquire); }
-  bool on_loop_thread() const { return std::this_thread::get_id() == loop_thread_id_; }
+  bool on_loop_thread() const {
+    return std::this_thread::get_id() == loop_thread_id_.load(std::memory_order_relaxed);
+  }
   const ConnectionOptions& options() const { return options_; }
   Metrics& metrics() { return metrics_; }
 
   /// Runs fn on the loop thread. False once the session is stopping (fn dropped).
   bool post(std::function<void()> fn);
-  /// Makes the loop call on_wake() soon. Safe from any thread, any time.
+  /// Makes the loop call on_wake() soon. Safe from any thread, any time. On
+  /// the loop thread it costs no syscall: on_wake() runs at the end of the
+  /// current loop callback.
   void wake();
 
   /// Declares and remembers `topology`; blocks until the broker accepted it.
@@ -98,16 +103,32 @@ class Session {
   void preset_topology(const Topology& topology) { desired_.merge(topology); }
 
  protected:
-  // ---- loop thread only ----
+  // ---- loop thread only (or a thread holding io_mutex(), see below) ----
   amqp_connection_state_t conn() const { return conn_; }
   std::uint64_t generation() const { return generation_; }
   bool blocked() const { return blocked_; }
-  /// Tears the connection down and schedules a reconnect.
+  /// Tears the connection down and schedules a reconnect. From a thread
+  /// borrowing the connection it only records the reason: the loop thread
+  /// tears down at its next callback.
   void fail_connection(const std::string& reason);
+
+  /// Held by the loop thread for the whole of each of its callbacks. Another
+  /// thread that gets it with try_lock (the loop is idle in epoll) may use the
+  /// connection and the loop-thread state for a moment: it saves a hop to the
+  /// loop and back (RPC replies from a worker). Only threads that may block
+  /// on a socket write do this: never a caller with a deadline.
+  std::mutex& io_mutex() { return io_mu_; }
+  /// Under io_mutex(): connected, not blocked by the broker, no failure
+  /// waiting for the loop.
+  bool can_send() const { return conn_ != nullptr && !blocked_ && deferred_failure_.empty(); }
   /// Sends a method whose reply is `reply`; done runs when it arrives, when
   /// the broker rejects it (channel.close naming it) or on connection loss.
   bool send_op(amqp_method_number_t method, void* decoded, amqp_method_number_t reply, OpDone done);
-  void drain();
+  /// Reads and handles every frame rabbitmq-c has buffered. `read_socket`:
+  /// also read the socket once (the poll said it is readable, or heartbeats
+  /// are due); the poll is level-triggered, so data that arrives later wakes
+  /// the loop again and no read ends in EAGAIN.
+  void drain(bool read_socket);
 
   /// Marks a rabbitmq-c call that may block on a full socket, for the
   /// watchdog.
@@ -130,12 +151,18 @@ class Session {
   };
 
   virtual void on_wake() {}
+  /// Runs at the end of every loop callback (socket, wake-up, timer) while
+  /// connected or not: send what the callback produced, in batches.
+  virtual void on_flush() {}
   virtual void on_connected() {}
   virtual void on_disconnected(const std::string& /*reason*/) {}
   virtual void on_incoming(Incoming&& /*in*/) {}
   virtual void on_confirm(std::uint64_t /*tag*/, bool /*multiple*/, bool /*ack*/) {}
   virtual void on_consumer_cancelled(const std::string& /*tag*/) {}
   virtual void on_tick(Clock::time_point /*now*/) {}
+  /// The session is about to close the connection (conn() may be null):
+  /// last chance to send settlements.
+  virtual void on_closing() {}
   /// The session is closing: report every pending item.
   virtual void on_shutdown() {}
 
@@ -159,6 +186,8 @@ class Session {
   void handle_frame(const amqp_frame_t& frame);
   void handle_method(amqp_channel_t channel, const amqp_method_t& method);
   void complete_incoming();
+  void before_callback();
+  void after_callback();
   void start_declare(const std::shared_ptr<DeclareRequest>& request);
   void send_topology(const Topology& topology,
                      const std::function<void(const OpResult&, int)>& done);
@@ -174,7 +203,11 @@ class Session {
   uv_timer_t timer_{};
   uv_poll_t* poll_ = nullptr;
   std::thread loop_thread_;
-  std::thread::id loop_thread_id_;
+  std::atomic<std::thread::id> loop_thread_id_{};
+  std::mutex io_mu_;
+  std::string deferred_failure_;  // io_mu_: from a thread borrowing the connection
+  bool wake_pending_ = false;     // loop thread: wake() called on the loop thread
+  std::uint64_t ticks_ = 0;       // loop thread
   bool started_ = false;
   bool stopped_ = false;
 

@@ -323,6 +323,60 @@ TEST(BrokerRetry, FailingHandlerRetriesWithGrowingDelaysThenParksAndRequeueRedel
   EXPECT_TRUE(parked.list().empty());
 }
 
+TEST(BrokerRetry, PermanentErrorParksAtOnceWithoutRetries) {
+  const auto url = fresh_vhost("bk");
+  Consumer con(consumer_options(url));
+  QueueSpec q;
+  q.name = "strict";
+  ConsumeOptions co;
+  // Long delays: a message that went through a retry queue would not be
+  // parked before the deadline below.
+  co.retry.delays = {30s, 60s};
+  std::atomic<int> attempts{0};
+  std::atomic<int> good{0};
+  con.consume(q, co, [&](const Delivery& d) {
+    if (d.message.body.rfind("{", 0) != 0) {
+      attempts.fetch_add(1);
+      throw PermanentError("malformed JSON at offset 0");
+    }
+    good.fetch_add(1);
+  });
+  Publisher pub(publisher_options(url));
+  Message bad = json("not json");
+  const std::string id = bad.message_id;
+  ASSERT_TRUE(pub.publish(std::move(bad), {"", "strict", true, {}}).get().ok());
+  ASSERT_TRUE(pub.publish(json("{}"), {"", "strict", true, {}}).get().ok());
+
+  ParkedQueue parked(connection(url, "test.admin"), "strict");
+  std::vector<ParkedMessage> list;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        list = parked.list();
+        return !list.empty();
+      },
+      10s, 50ms));
+  ASSERT_EQ(list.size(), 1U);
+  EXPECT_EQ(attempts.load(), 1);
+  EXPECT_EQ(list[0].message.message_id, id);
+  EXPECT_EQ(list[0].failures, 1U);
+  EXPECT_NE(list[0].error.find("malformed JSON"), std::string::npos) << list[0].error;
+  const auto permanent = list[0].message.headers.find(kPermanentHeader);
+  ASSERT_NE(permanent, list[0].message.headers.end());
+  EXPECT_EQ(std::get<bool>(permanent->second), true);
+  EXPECT_TRUE(wait_until([&] { return good.load() == 1; }, 5s));
+
+  // Requeued, it starts afresh (attempt 1) and is parked again at once.
+  EXPECT_EQ(parked.requeue(id), 1U);
+  EXPECT_TRUE(wait_until([&] { return attempts.load() == 2; }, 10s));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        list = parked.list();
+        return !list.empty();
+      },
+      10s, 50ms));
+  EXPECT_EQ(list[0].failures, 1U);
+}
+
 TEST(BrokerRetry, ParkedMessagesCanBeDropped) {
   const auto url = fresh_vhost("bk");
   Consumer con(consumer_options(url));

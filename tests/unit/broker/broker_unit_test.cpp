@@ -1,10 +1,15 @@
-// Server-free tests: message trace helpers, topology merging and names, and
-// the conversion between our Message and rabbitmq-c's properties.
+// Server-free tests: message trace helpers, topology merging and names, the
+// conversion between our Message and rabbitmq-c's properties, and the
+// batching of acks.
 
 #include "amqp_codec.hpp"
+#include "consuming_session.hpp"
 #include "switchboard/broker/broker.hpp"
 
 #include <gtest/gtest.h>
+
+#include <utility>
+#include <vector>
 
 namespace sb::broker {
 namespace {
@@ -121,6 +126,95 @@ TEST(BrokerCodec, QueueArgumentsAndUrls) {
   EXPECT_EQ(url.vhost, "vh");
   EXPECT_EQ(detail::parse_url("amqp://u:p@h:1/").vhost, "/");
   EXPECT_THROW(detail::parse_url("http://nope"), BrokerError);
+}
+
+// ------------------------------------------------------------ ack batching
+
+using Sent = std::vector<std::pair<std::uint64_t, bool>>;  // tag, multiple
+
+Sent flush(detail::AckTracker& t, std::size_t* acked = nullptr) {
+  Sent sent;
+  const auto n = t.flush([&](std::uint64_t tag, bool multiple) {
+    sent.emplace_back(tag, multiple);
+    return true;
+  });
+  if (acked != nullptr) *acked = n;
+  return sent;
+}
+
+TEST(BrokerAckTracker, SettledFrontGoesOutAsOneCumulativeAck) {
+  detail::AckTracker t;
+  for (std::uint64_t tag = 1; tag <= 5; ++tag) t.delivered(tag);
+  t.ready(2);
+  t.ready(1);
+  t.ready(3);
+  std::size_t acked = 0;
+  EXPECT_EQ(flush(t, &acked), (Sent{{3, true}}));
+  EXPECT_EQ(acked, 3U);
+  EXPECT_EQ(t.unsettled(), 2U);
+  t.ready(4);
+  EXPECT_EQ(flush(t), (Sent{{4, false}}));
+  EXPECT_TRUE(flush(t).empty());  // nothing new
+}
+
+TEST(BrokerAckTracker, NeverCoversADeliveryStillInItsHandler) {
+  detail::AckTracker t;
+  for (std::uint64_t tag = 1; tag <= 6; ++tag) t.delivered(tag);
+  // 3 is still running: 1-2 cumulatively, 4 and 6 one by one.
+  t.ready(1);
+  t.ready(2);
+  t.ready(4);
+  t.ready(6);
+  EXPECT_EQ(flush(t), (Sent{{2, true}, {4, false}, {6, false}}));
+  // 3 finishes: its cumulative ack passes over 4 (already acked), and must
+  // not reach 5 (running) — so just 3.
+  t.ready(3);
+  EXPECT_EQ(flush(t), (Sent{{3, false}}));
+  t.ready(5);
+  EXPECT_EQ(flush(t), (Sent{{5, false}}));
+  EXPECT_EQ(t.unsettled(), 0U);
+}
+
+TEST(BrokerAckTracker, RejectedAndDuplicateSettlementsAreSkipped) {
+  detail::AckTracker t;
+  for (std::uint64_t tag = 10; tag <= 13; ++tag) t.delivered(tag);  // any start
+  t.done(10);                                                       // rejected (sent on its own)
+  t.ready(11);
+  t.ready(11);  // settled twice: acked once
+  t.ready(99);  // unknown tag: ignored
+  t.ready(13);
+  EXPECT_EQ(flush(t), (Sent{{11, false}, {13, false}}));
+  t.reset();  // new channel: old tags are void
+  t.ready(12);
+  EXPECT_TRUE(flush(t).empty());
+}
+
+TEST(BrokerAckTracker, TagsOutOfSequenceFallBackToSingleAcks) {
+  detail::AckTracker t;
+  t.delivered(1);
+  t.delivered(2);
+  t.delivered(5);
+  t.ready(1);
+  t.ready(2);
+  t.ready(5);
+  EXPECT_EQ(flush(t), (Sent{{1, false}, {2, false}, {5, false}}));
+}
+
+TEST(BrokerAckTracker, StopsWhenTheConnectionFails) {
+  detail::AckTracker t;
+  for (std::uint64_t tag = 1; tag <= 4; ++tag) t.delivered(tag);
+  t.ready(1);
+  t.ready(3);
+  t.ready(4);
+  int calls = 0;
+  const auto n = t.flush([&](std::uint64_t, bool) {
+    ++calls;
+    t.reset();  // what fail_connection() does
+    return false;
+  });
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(n, 0U);
+  EXPECT_EQ(t.unsettled(), 0U);
 }
 
 }  // namespace

@@ -6,8 +6,14 @@
 // is re-published (with confirm) to `<queue>.retry.<delay>` for each delay
 // of the RetryPolicy in turn, whence it dead-letters back to `<queue>` when
 // its delay is up; after the last delay it is parked in `<queue>.parked`.
-// The original is acked only after the broker confirmed the copy, so a crash
-// in between duplicates, never loses.
+// A handler that throws PermanentError (input that can never succeed:
+// malformed JSON, a schema violation) skips the retries: the message is
+// parked at once. The original is acked only after the broker confirmed the
+// copy, so a crash in between duplicates, never loses.
+//
+// Acks are sent by the connection's loop thread in batches (one cumulative
+// basic.ack for the settled deliveries at the front of the channel), so a
+// handler returning does not cost a round trip of its own.
 
 #include "switchboard/broker/message.hpp"
 #include "switchboard/broker/options.hpp"
@@ -29,6 +35,17 @@ inline constexpr std::string_view kFailuresHeader = "x-sb-failures";   // int: f
 inline constexpr std::string_view kErrorHeader = "x-sb-error";         // last error text
 inline constexpr std::string_view kFailedAtHeader = "x-sb-failed-at";  // "ms,ms,..." epoch ms
 inline constexpr std::string_view kOriginQueueHeader = "x-sb-origin-queue";
+inline constexpr std::string_view kPermanentHeader = "x-sb-permanent";  // bool: PermanentError
+
+/// Thrown by a handler for a message that can never be processed (malformed,
+/// schema violation): it is parked at once, without the retry delays, with
+/// what() in kErrorHeader and kPermanentHeader = true. Without a RetryPolicy
+/// (enabled = false) it is rejected like any failure. An RpcServer handler
+/// throwing it sends an error reply like any other exception.
+class PermanentError : public BrokerError {
+ public:
+  using BrokerError::BrokerError;
+};
 
 struct Delivery {
   Message message;
