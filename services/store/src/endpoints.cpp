@@ -1,13 +1,12 @@
 #include "switchboard/store/endpoints.hpp"
 
-#include <condition_variable>
 #include <future>
 #include <mutex>
-#include <thread>
 
 #include "switchboard/broker/consumer.hpp"
 #include "switchboard/broker/rpc.hpp"
 #include "switchboard/shared/log.hpp"
+#include "switchboard/shared/loop_thread.hpp"
 #include "switchboard/store/append_codec.hpp"
 
 namespace sb::store {
@@ -30,39 +29,28 @@ class Endpoints::Impl {
       : options_(std::move(options)), writer_(writer), catalog_(catalog) {}
 
   void start() {
-    thread_ = std::thread([this] { run(); });
+    loop_.start([this] { run(); });
   }
 
   void stop() {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_) return;
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    loop_.stop();
     close();
   }
 
-  void changed() { cv_.notify_all(); }
+  void changed() { loop_.notify(); }
 
   app::Health health() const {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(loop_.mutex());
     if (rpc_) return {};
     return {app::HealthState::degraded, "not serving (standby)"};
   }
 
  private:
   void run() {
-    while (true) {
-      {
-        std::unique_lock lock(mutex_);
-        cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; });
-        if (stopping_) return;
-      }
+    while (loop_.wait_for(std::chrono::milliseconds(200))) {
       bool serving = false;
       {
-        std::lock_guard lock(mutex_);
+        std::lock_guard lock(loop_.mutex());
         serving = rpc_ != nullptr;
       }
       if (writer_.active() && !serving) {
@@ -79,23 +67,29 @@ class Endpoints::Impl {
     }
   }
 
-  broker::Message append(const broker::Delivery& d) {
-    broker::Message reply;
+  // Hands the append to the writer and answers when its group commits: no
+  // thread waits, and appends in flight are bounded by the RPC prefetch.
+  void append(const broker::Delivery& d, broker::RpcResponder responder) {
     auto decoded = decode_append(d.message.body, catalog_);
     if (auto* err = std::get_if<DecodeError>(&decoded)) {
+      broker::Message reply;
       reply.body = encode_error(*err);
-      return reply;
+      responder.reply(std::move(reply));
+      return;
     }
-    reply.body =
-        encode_result(append_and_wait(writer_, std::move(std::get<AppendRequest>(decoded))));
-    return reply;
+    writer_.append(std::move(std::get<AppendRequest>(decoded)),
+                   [responder](AppendResult result) mutable {
+                     broker::Message reply;
+                     reply.body = encode_result(result);
+                     responder.reply(std::move(reply));
+                   });
   }
 
   void ingest(const broker::Delivery& d) {
     auto decoded = decode_append(d.message.body, catalog_);
     if (auto* err = std::get_if<DecodeError>(&decoded)) {
       // Bad input never becomes good: park it with the reason at once.
-      throw std::runtime_error(err->code + ": " + err->message +
+      throw broker::PermanentError(err->code + ": " + err->message +
                                    (err->path.empty() ? "" : " at " + err->path));
     }
     auto& req = std::get<AppendRequest>(decoded);
@@ -109,7 +103,7 @@ class Endpoints::Impl {
         throw std::runtime_error("store unavailable: " + result.message);  // retried later
       case AppendResult::Kind::conflict:
       case AppendResult::Kind::rejected:
-        throw std::runtime_error(result.code + ": " + result.message);
+        throw broker::PermanentError(result.code + ": " + result.message);
     }
   }
 
@@ -120,7 +114,9 @@ class Endpoints::Impl {
     ro.workers = options_.rpc_workers;
     ro.prefetch = options_.rpc_prefetch;
     auto rpc = std::make_unique<broker::RpcServer>(std::move(ro));
-    rpc->serve(kAppendService, [this](const broker::Delivery& d) { return append(d); });
+    rpc->serve_async(kAppendService, [this](const broker::Delivery& d, broker::RpcResponder r) {
+      append(d, std::move(r));
+    });
 
     broker::ConsumerOptions co;
     co.connection = options_.broker;
@@ -141,7 +137,7 @@ class Endpoints::Impl {
                          std::chrono::seconds(30)};
     consumer->consume(queue, opts, [this](const broker::Delivery& d) { ingest(d); });
 
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(loop_.mutex());
     rpc_ = std::move(rpc);
     ingest_ = std::move(consumer);
     log::info("store serving appends", {{"rpc", kAppendService}, {"queue", kIngestQueue}});
@@ -151,7 +147,7 @@ class Endpoints::Impl {
     std::unique_ptr<broker::RpcServer> rpc;
     std::unique_ptr<broker::Consumer> ingest;
     {
-      std::lock_guard lock(mutex_);
+      std::lock_guard lock(loop_.mutex());
       rpc.swap(rpc_);
       ingest.swap(ingest_);
     }
@@ -161,12 +157,9 @@ class Endpoints::Impl {
   EndpointOptions options_;
   Writer& writer_;
   const events::Catalog& catalog_;
-  std::thread thread_;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
   std::unique_ptr<broker::RpcServer> rpc_;
   std::unique_ptr<broker::Consumer> ingest_;
+  app::LoopThread loop_;  // guards rpc_/ingest_; last: joined first
 };
 
 Endpoints::Endpoints(EndpointOptions options, Writer& writer, const events::Catalog& catalog)

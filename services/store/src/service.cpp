@@ -50,7 +50,7 @@ config::Schema config_schema() {
                 "advisory lock of the active store")
       .optional("store.max_batch_events", config::Type::integer, "2000", "events per group commit")
       .optional("store.max_queued_appends", config::Type::integer, "20000", "bounded append queue")
-      .optional("store.rpc_workers", config::Type::integer, "128", "RPC handler threads")
+      .optional("store.rpc_workers", config::Type::integer, "4", "RPC decode threads")
       .optional("store.publish_window", config::Type::integer, "2048", "unconfirmed events at most")
       .optional("store.retention_interval", config::Type::duration, "10s",
                 "how often retention truncates and scavenges")

@@ -12,6 +12,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "store_process.hpp"
 #include "switchboard/broker/consumer.hpp"
 #include "switchboard/broker/rpc.hpp"
 #include "switchboard/events/uuid.hpp"
@@ -42,32 +43,6 @@ std::string append_body(const std::string& stream, const std::vector<std::string
   }
   return b + "]}";
 }
-
-class Store {
- public:
-  Store(std::string db, std::string amqp) : db_(std::move(db)), amqp_(std::move(amqp)) { start(); }
-  void start() {
-    child_ = std::make_unique<tst::ChildProcess>(
-        tst::built_binary("services/store/sb-store"), std::vector<std::string>{},
-        std::map<std::string, std::string>{{"SB_POSTGRES_URL", db_},
-                                           {"SB_RABBITMQ_URL", amqp_},
-                                           {"SB_STORE_CATALOG_TEST_TYPES", "true"},
-                                           {"SB_HTTP_PORT", "0"},
-                                           {"SB_LOG_LEVEL", "warn"},
-                                           {"SB_CONFIG", ""}});
-  }
-  void kill() {
-    child_->signal(SIGKILL);
-    child_->wait(10s);
-  }
-  std::string output() const { return child_->output(); }
-  tst::ChildProcess& child() { return *child_; }
-
- private:
-  std::string db_;
-  std::string amqp_;
-  std::unique_ptr<tst::ChildProcess> child_;
-};
 
 }  // namespace
 
@@ -100,7 +75,7 @@ TEST(StoreProcess, SigkillDuringLoadLosesNothing) {
     ++seen[d.message.message_id];
   });
 
-  Store store(db, amqp);
+  tst::StoreProcess store(db, amqp);
   broker::RpcClientOptions ro;
   ro.connection = conn;
   broker::RpcClient rpc(ro);

@@ -20,8 +20,8 @@ inline constexpr const char* kIngestRoutingKey = "store.ingest";
 
 struct EndpointOptions {
   broker::ConnectionOptions broker;
-  std::size_t rpc_workers = 128;  // each waits for its group commit
-  std::uint16_t rpc_prefetch = 256;
+  std::size_t rpc_workers = 4;        // decode and hand over; answers come from the writer
+  std::uint16_t rpc_prefetch = 1024;  // appends in flight at most
   std::size_t ingest_workers = 64;
   std::uint16_t ingest_prefetch = 256;
 };
