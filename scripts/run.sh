@@ -10,7 +10,7 @@ cd "$root"
 run="$root/.run"
 jobs="${SB_JOBS:-2}"
 # The platform's processes, in start order (services/<name>/sb-<name>).
-processes=(store edge)
+processes=(store registry edge)
 
 scripts/deps.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -83,6 +83,7 @@ cat <<EOF
 Switchboard is running (${processes[*]}).
   Edge:                 $edge_url   (/health, /ready, /metrics)
   Store (admin):        http://127.0.0.1:$SB_STORE_HTTP_PORT   (/health, /ready, /metrics)
+  Registry (admin):     http://127.0.0.1:$SB_REGISTRY_HTTP_PORT   (/health, /ready, /metrics)
   RabbitMQ management:  $SB_RABBITMQ_MGMT_URL   (user sb, password in .run/servers/secrets)
   RabbitMQ AMQP:        amqp://sb:***@127.0.0.1:$(grep '^RABBITMQ_PORT' "$run/servers/ports" | cut -d= -f2)/   (full URLs in .run/servers/env)
   PostgreSQL:           127.0.0.1:$(grep POSTGRES_PORT "$run/servers/ports" | cut -d= -f2), database switchboard, user sb
