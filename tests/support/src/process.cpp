@@ -76,6 +76,8 @@ ChildProcess::~ChildProcess() {
 }
 
 void ChildProcess::signal(int sig) const {
+  // Once reaped, the pid may belong to another process: never signal it.
+  if (status_) return;
   if (::kill(pid_, sig) != 0) throw std::runtime_error("kill failed");
 }
 
