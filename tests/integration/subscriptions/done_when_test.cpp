@@ -2,9 +2,12 @@
 // with a type filter, started from 0 while several threads keep appending a
 // mix of types through the real single writer, sees every matching event
 // exactly once and in order — across a RabbitMQ restart (head signals are
-// lost meanwhile; the poll covers) and across a restart of the subscription
-// itself (a new instance resumes from the checkpoint).
+// lost meanwhile; the poll covers), across a store restart (a standby writer
+// takes over at the same head while appends continue) and across a restart
+// of the subscription itself (a new instance resumes from the checkpoint).
 #include <atomic>
+#include <future>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -21,11 +24,18 @@ TEST(DoneWhen, FilteredSubscriptionSeesEveryMatchingEventOnceInOrderAcrossRestar
   po.topology = broker::platform_topology();
   broker::Publisher head_pub(po);
   std::atomic<std::int64_t> committed_head{0};
-  auto writer = start_writer(
-      db.url, {.on_active = {}, .on_standby = {}, .on_commit = [&](const auto&, std::int64_t head) {
-                 committed_head = head;
-                 events::publish_head_signal(head_pub, events::Position(head), 200ms);
-               }});
+  const store::CommitListener listener{
+      .on_active = {}, .on_standby = {}, .on_commit = [&](const auto&, std::int64_t head) {
+        committed_head = head;
+        events::publish_head_signal(head_pub, events::Position(head), 200ms);
+      }};
+  // The writer in use; replaced when the store restarts (guarded by writer_mutex).
+  std::mutex writer_mutex;
+  std::shared_ptr<store::Writer> writer = start_writer(db.url, listener);
+  auto current_writer = [&] {
+    std::lock_guard lock(writer_mutex);
+    return writer;
+  };
 
   auto signals = std::make_shared<events::HeadSignals>(amqp(vhost, "test.sig"), "donewhen");
   signals->start();
@@ -65,8 +75,21 @@ TEST(DoneWhen, FilteredSubscriptionSeesEveryMatchingEventOnceInOrderAcrossRestar
         std::vector<events::NewEvent> evs;
         const int n = 1 + static_cast<int>(rng() % 4);
         for (int k = 0; k < n; ++k) evs.push_back(new_event(types[rng() % 4]));
-        append(*writer, "order-" + std::to_string(t) + "-" + std::to_string(rng() % 25),
-               std::move(evs));
+        const auto stream = "order-" + std::to_string(t) + "-" + std::to_string(rng() % 25);
+        // While the store restarts an append may be refused as unavailable
+        // (never stored): try again on the writer that took over.
+        for (int attempt = 0;; ++attempt) {
+          std::promise<store::AppendResult> p;
+          auto f = p.get_future();
+          current_writer()->append({events::StreamId(stream), events::ExpectedVersion::any(),
+                                    events::TenantId("acme"), evs},
+                                   [&p](store::AppendResult r) { p.set_value(std::move(r)); });
+          const auto r = f.get();
+          if (r.kind == store::AppendResult::Kind::appended) break;
+          ASSERT_EQ(r.kind, store::AppendResult::Kind::unavailable) << r.message;
+          ASSERT_LT(attempt, 2000);
+          std::this_thread::sleep_for(5ms);
+        }
         ++appends;
       }
     });
@@ -89,6 +112,30 @@ TEST(DoneWhen, FilteredSubscriptionSeesEveryMatchingEventOnceInOrderAcrossRestar
   const auto received = signals->received();
   ASSERT_TRUE(tst::wait_until([&] { return signals->received() > received + 5; }, 60s))
       << "head signals resume after the broker restart";
+
+  // Restart the store: a standby writer waits on the lock, the active one
+  // stops, the standby takes over at the same head while appends continue.
+  {
+    const auto before_store = sub->status().position;
+    std::printf("restarting the store at checkpoint %lld\n",
+                static_cast<long long>(before_store.value()));
+    store::WriterOptions wo;
+    wo.connection = connect(db.url);
+    auto standby = std::make_shared<store::Writer>(wo, listener);
+    standby->start();
+    std::shared_ptr<store::Writer> old;
+    {
+      std::lock_guard lock(writer_mutex);
+      old = writer;
+      writer = standby;
+    }
+    old->stop(std::chrono::steady_clock::now() + 5s);
+    old.reset();
+    ASSERT_TRUE(tst::wait_until([&] { return standby->active(); }, 30s)) << "standby took over";
+    ASSERT_TRUE(tst::wait_until(
+        [&] { return sub->status().position.value() > before_store.value() + 2000; }, 120s))
+        << "the subscription keeps going across the store restart";
+  }
 
   // Restart the subscription itself: a new instance resumes from the checkpoint.
   sub->stop(std::chrono::steady_clock::now() + 5s);
@@ -143,7 +190,7 @@ TEST(DoneWhen, FilteredSubscriptionSeesEveryMatchingEventOnceInOrderAcrossRestar
       << "the restarted instance resumed after the checkpoint, not from 0";
   sub->stop(std::chrono::steady_clock::now() + 5s);
   signals->stop(std::chrono::steady_clock::now() + 5s);
-  writer->stop(std::chrono::steady_clock::now() + 5s);
+  current_writer()->stop(std::chrono::steady_clock::now() + 5s);
 }
 
 }  // namespace
