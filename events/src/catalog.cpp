@@ -715,6 +715,44 @@ std::string to_json(const CatalogChange& change) {
   return std::move(w).finish();
 }
 
+void apply_catalog_change(Catalog& catalog, const rapidjson::Value& data) {
+  const auto kind = json::require_string(data, "kind");
+  const auto owner = json::require_string(data, "owner");
+  const auto schema =
+      json::to_string(detail::require_kind(data, "schema", rapidjson::kObjectType, "an object"));
+  if (kind == "event_type_added" || kind == "event_version_added") {
+    const auto version = json::require_int64(data, "schema_version");
+    if (version < 1 || version > std::numeric_limits<int>::max()) {
+      throw json::Error("field 'schema_version' must be >= 1", "/schema_version");
+    }
+    catalog.register_event_type({detail::require_as<EventType>(data, "name"),
+                                 owner,
+                                 detail::optional_bool(data, "transient", false)
+                                     ? Persistence::transient
+                                     : Persistence::stored,
+                                 {{static_cast<int>(version), schema, {}}},
+                                 ""});
+    return;
+  }
+  if (kind == "command_type_added" || kind == "command_type_updated") {
+    CommandSpec spec{detail::require_as<CommandName>(data, "name"), owner, schema, {}, {}, ""};
+    if (const auto* roles = json::find(data, "roles"); roles != nullptr && roles->IsArray()) {
+      for (const auto& r : roles->GetArray()) {
+        if (r.IsString()) spec.roles.emplace_back(r.GetString(), r.GetStringLength());
+      }
+    }
+    if (const auto* emits = json::find(data, "emits"); emits != nullptr && emits->IsArray()) {
+      for (const auto& e : emits->GetArray()) {
+        if (e.IsString())
+          spec.emits.emplace_back(std::string_view(e.GetString(), e.GetStringLength()));
+      }
+    }
+    catalog.register_command_type(std::move(spec));
+    return;
+  }
+  throw json::Error("unknown catalog change kind '" + kind + "'", "/kind");
+}
+
 EventTypeSpec event_type_spec_from_json(const rapidjson::Value& value, std::string owner) {
   if (!value.IsObject()) throw json::Error("an event type must be a JSON object", "");
   EventTypeSpec spec{detail::require_as<EventType>(value, "type"),

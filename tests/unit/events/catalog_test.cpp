@@ -535,3 +535,37 @@ TEST(Catalog, ConcurrentValidationOfPatternSchemasIsSafe) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(wrong.load(), 0);
 }
+
+// A process that did not see a registration learns the types from the
+// catalog.type.registered events: replaying the changes rebuilds the catalog.
+TEST(Catalog, ReplayingChangesTeachesAnotherCatalog) {
+  Catalog source;
+  std::vector<std::string> changes;
+  source.on_change([&](const CatalogChange& c) { changes.push_back(to_json(c)); });
+  source.register_event_type({EventType("shop.order.placed"),
+                              "orders",
+                              Persistence::stored,
+                              {{1, R"({"type":"object","required":["sku"]})", {}},
+                               {2, R"({"type":"object","required":["sku","qty"]})", {}}},
+                              ""});
+  source.register_command_type({CommandName("orders.place_order"),
+                                "orders",
+                                R"({"type":"object"})",
+                                {"user"},
+                                {EventType("shop.order.placed")},
+                                ""});
+  ASSERT_EQ(changes.size(), 3u);
+  Catalog learner;
+  for (const auto& c : changes) apply_catalog_change(learner, sb::json::parse(c));
+  EXPECT_EQ(learner.current_version(EventType("shop.order.placed")), 2);
+  EXPECT_FALSE(
+      learner.validate_event(EventType("shop.order.placed"), 2, sb::json::parse(R"({"sku":"a"})"))
+          .ok());
+  ASSERT_TRUE(learner.find(CommandName("orders.place_order")).has_value());
+  EXPECT_EQ(learner.find(CommandName("orders.place_order"))->roles,
+            std::vector<std::string>{"user"});
+  // Applying the same changes again is a no-op; a malformed one is an error.
+  for (const auto& c : changes) apply_catalog_change(learner, sb::json::parse(c));
+  EXPECT_THROW(apply_catalog_change(learner, sb::json::parse(R"({"kind":"nonsense"})")),
+               sb::json::Error);
+}

@@ -210,6 +210,12 @@ class Catalog {
 ///   {"name", "schema", "roles"?, "emits"?, "description"?}
 /// Throw sb::json::Error naming the field.
 EventTypeSpec event_type_spec_from_json(const rapidjson::Value& value, std::string owner);
+
+/// Applies one `catalog.type.registered` event's data (to_json(CatalogChange))
+/// to `catalog`: how a process that did not see the registration (the store,
+/// an edge) learns a plugin's types. Throws sb::json::Error for malformed
+/// data and CatalogError (e.g. conflict) like the register calls.
+void apply_catalog_change(Catalog& catalog, const rapidjson::Value& data);
 CommandSpec command_spec_from_json(const rapidjson::Value& value, std::string owner);
 
 }  // namespace sb::events
