@@ -1,6 +1,10 @@
 #include "switchboard/store/service.hpp"
 
+#include <algorithm>
+#include <mutex>
+
 #include "switchboard/events/platform_types.hpp"
+#include "switchboard/events/reader.hpp"
 #include "switchboard/shared/log.hpp"
 #include "switchboard/shared/pg_migrations.hpp"
 #include "switchboard/shared/process.hpp"
@@ -29,15 +33,50 @@ class Migrations : public app::Component {
   pg::ConnectOptions db_;
 };
 
-// Owns the platform catalog the store validates appends against.
+// Owns the catalog the store validates appends against: the platform's types
+// plus every type registered at run time, learnt from the committed
+// catalog.type.registered events — all of them at start, those committed
+// while this store was standby on activation, and each new one as it commits.
 class CatalogHolder : public app::Component {
  public:
-  CatalogHolder() : catalog_(events::builtin_catalog()) {}
+  explicit CatalogHolder(pg::ConnectOptions db)
+      : db_(std::move(db)), catalog_(events::builtin_catalog()) {}
   std::string_view name() const override { return "catalog"; }
+  void start() override { catch_up(); }
   events::Catalog& catalog() { return catalog_; }
 
+  void catch_up() {
+    pg::Connection c(db_);
+    std::lock_guard lock(mutex_);
+    auto rows = c.exec(std::string("SELECT ") + events::kEventColumns +
+                           " FROM events WHERE type = $1 AND position > $2 ORDER BY position",
+                       {std::string(events::kCatalogTypeRegistered), applied_});
+    for (const auto& row : rows) apply(events::event_from_row(row));
+  }
+
+  void on_commit(const std::vector<events::Event>& committed) {
+    std::lock_guard lock(mutex_);
+    for (const auto& e : committed) {
+      if (e.type.value() == events::kCatalogTypeRegistered) apply(e);
+    }
+  }
+
  private:
+  void apply(const events::Event& e) {
+    try {
+      events::apply_catalog_change(catalog_, e.data.value());
+    } catch (const std::exception& ex) {
+      // Stored already, so it is history: say so loudly, keep serving.
+      log::error("catalog change not applied",
+                 {{"position", e.position.value()}, {"error", ex.what()}});
+    }
+    applied_ = std::max(applied_, e.position.value());
+  }
+
+  pg::ConnectOptions db_;
   events::Catalog catalog_;
+  std::mutex mutex_;
+  std::int64_t applied_ = 0;
 };
 
 }  // namespace
@@ -76,7 +115,8 @@ void build(app::Lifecycle& lifecycle, const config::Config& cfg) {
   lifecycle.emplace<Migrations>(db);
   // Reads need no lock: standbys serve them too.
   lifecycle.emplace<ReadEndpoint>(amqp, db);
-  auto& catalog = lifecycle.emplace<CatalogHolder>().catalog();
+  auto& catalog_holder = lifecycle.emplace<CatalogHolder>(db);
+  auto& catalog = catalog_holder.catalog();
   if (cfg.get_bool("store.catalog.test_types")) {
     if (cfg.get_string("mode") == "production") {
       throw config::Error("store.catalog.test_types", "is not allowed in production mode");
@@ -105,19 +145,30 @@ void build(app::Lifecycle& lifecycle, const config::Config& cfg) {
   // The endpoints are created after the writer; the listener reaches them
   // through this slot.
   auto endpoints_slot = std::make_shared<Endpoints*>(nullptr);
-  CommitListener listener{
-      .on_active =
-          [&publisher, endpoints_slot](std::int64_t head) {
-            publisher.on_active(head);
-            if (*endpoints_slot != nullptr) (*endpoints_slot)->on_writer_state_changed();
-          },
-      .on_standby =
-          [&publisher, endpoints_slot] {
-            publisher.on_standby();
-            if (*endpoints_slot != nullptr) (*endpoints_slot)->on_writer_state_changed();
-          },
-      .on_commit = [&publisher](const std::vector<events::Event>&,
-                                std::int64_t head) { publisher.on_commit(head); }};
+  CommitListener listener{.on_active =
+                              [&publisher, &catalog_holder, endpoints_slot](std::int64_t head) {
+                                // Types registered while this store was standby, before it serves.
+                                try {
+                                  catalog_holder.catch_up();
+                                } catch (const std::exception& e) {
+                                  log::error("catalog catch-up failed", {{"error", e.what()}});
+                                }
+                                publisher.on_active(head);
+                                if (*endpoints_slot != nullptr)
+                                  (*endpoints_slot)->on_writer_state_changed();
+                              },
+                          .on_standby =
+                              [&publisher, endpoints_slot] {
+                                publisher.on_standby();
+                                if (*endpoints_slot != nullptr)
+                                  (*endpoints_slot)->on_writer_state_changed();
+                              },
+                          .on_commit =
+                              [&publisher, &catalog_holder](
+                                  const std::vector<events::Event>& committed, std::int64_t head) {
+                                catalog_holder.on_commit(committed);
+                                publisher.on_commit(head);
+                              }};
   auto& writer = lifecycle.emplace<Writer>(wo, listener);
 
   RetentionOptions ro;

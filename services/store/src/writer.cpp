@@ -178,10 +178,12 @@ class Writer::Impl {
       return false;
     }
     streams_.clear();
+    // The listener prepares (e.g. catches the catalog up) before anyone can
+    // see this writer active and start serving through it.
+    if (listener_.on_active) listener_.on_active(head_);
     active_ = true;
     m().head.set(static_cast<double>(head_.load()));
     log::info("store writer active", {{"head", head_.load()}});
-    if (listener_.on_active) listener_.on_active(head_);
     return true;
   }
 
