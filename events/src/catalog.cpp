@@ -121,25 +121,6 @@ std::string where_in(const std::string& instance_path) {
   return instance_path.empty() ? "the root" : instance_path;
 }
 
-const char* json_type_name(const rapidjson::Value& v) {
-  switch (v.GetType()) {
-    case rapidjson::kNullType:
-      return "null";
-    case rapidjson::kFalseType:
-    case rapidjson::kTrueType:
-      return "boolean";
-    case rapidjson::kObjectType:
-      return "object";
-    case rapidjson::kArrayType:
-      return "array";
-    case rapidjson::kStringType:
-      return "string";
-    case rapidjson::kNumberType:
-      return v.IsInt64() || v.IsUint64() ? "integer" : "number";
-  }
-  return "value";
-}
-
 std::string shortened(std::string text) {
   constexpr std::size_t kMax = 200;
   if (text.size() > kMax) {
@@ -187,7 +168,7 @@ ValidationResult run_validation(const CompiledSchema& compiled, const rapidjson:
     detail = "unexpected property at " + where_in(r.instance_path);
   } else if (r.keyword == "type" && rule != nullptr && instance != nullptr) {
     detail = "expected " + json::to_string(*rule) + " at " + where_in(r.instance_path) + ", got " +
-             json_type_name(*instance);
+             json::type_name(*instance);
   } else if (r.keyword == "enum" && rule != nullptr) {
     detail = "value at " + where_in(r.instance_path) + " is not one of " +
              shortened(json::to_string(*rule));

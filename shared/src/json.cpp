@@ -6,7 +6,18 @@
 
 namespace sb::json {
 namespace {
-std::string type_name(const rapidjson::Value& v) {
+rapidjson::Value::ConstMemberIterator member(const rapidjson::Value& object, std::string_view key) {
+  if (!object.IsObject()) throw Error("expected an object", "");
+  return object.FindMember(rapidjson::Value(
+      rapidjson::StringRef(key.data(), static_cast<rapidjson::SizeType>(key.size()))));
+}
+
+std::string path_of(std::string_view key) {
+  return "/" + std::string(key);
+}
+}  // namespace
+
+const char* type_name(const rapidjson::Value& v) {
   switch (v.GetType()) {
     case rapidjson::kNullType:
       return "null";
@@ -20,21 +31,10 @@ std::string type_name(const rapidjson::Value& v) {
     case rapidjson::kStringType:
       return "string";
     case rapidjson::kNumberType:
-      return "number";
+      return v.IsInt64() || v.IsUint64() ? "integer" : "number";
   }
-  return "unknown";
+  return "value";
 }
-
-rapidjson::Value::ConstMemberIterator member(const rapidjson::Value& object, std::string_view key) {
-  if (!object.IsObject()) throw Error("expected an object", "");
-  return object.FindMember(rapidjson::Value(
-      rapidjson::StringRef(key.data(), static_cast<rapidjson::SizeType>(key.size()))));
-}
-
-std::string path_of(std::string_view key) {
-  return "/" + std::string(key);
-}
-}  // namespace
 
 rapidjson::Document parse(std::string_view text) {
   rapidjson::Document doc;
@@ -114,8 +114,9 @@ const rapidjson::Value& require(const rapidjson::Value& object, std::string_view
 std::string require_string(const rapidjson::Value& object, std::string_view key) {
   const auto& v = require(object, key);
   if (!v.IsString()) {
-    throw Error("field '" + std::string(key) + "' must be a string, not " + type_name(v),
-                path_of(key));
+    throw Error(
+        "field '" + std::string(key) + "' must be a string, not " + std::string(type_name(v)),
+        path_of(key));
   }
   return std::string(v.GetString(), v.GetStringLength());
 }
@@ -123,8 +124,9 @@ std::string require_string(const rapidjson::Value& object, std::string_view key)
 std::int64_t require_int64(const rapidjson::Value& object, std::string_view key) {
   const auto& v = require(object, key);
   if (!v.IsInt64()) {
-    throw Error("field '" + std::string(key) + "' must be an integer, not " + type_name(v),
-                path_of(key));
+    throw Error(
+        "field '" + std::string(key) + "' must be an integer, not " + std::string(type_name(v)),
+        path_of(key));
   }
   return v.GetInt64();
 }
@@ -132,8 +134,9 @@ std::int64_t require_int64(const rapidjson::Value& object, std::string_view key)
 bool require_bool(const rapidjson::Value& object, std::string_view key) {
   const auto& v = require(object, key);
   if (!v.IsBool()) {
-    throw Error("field '" + std::string(key) + "' must be a boolean, not " + type_name(v),
-                path_of(key));
+    throw Error(
+        "field '" + std::string(key) + "' must be a boolean, not " + std::string(type_name(v)),
+        path_of(key));
   }
   return v.GetBool();
 }

@@ -33,7 +33,7 @@ TEST(Json, RequiredFieldsNameTheKey) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.path(), "/i");
-    EXPECT_NE(std::string(e.what()).find("must be a string, not number"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("must be a string, not integer"), std::string::npos);
   }
   EXPECT_THROW(require(doc, "zzz"), Error);
 }

@@ -30,6 +30,10 @@ class Error : public std::runtime_error {
 /// Parses text; throws Error with the offset and RapidJSON's reason.
 rapidjson::Document parse(std::string_view text);
 
+/// "null", "boolean", "object", "array", "string", "integer" or "number":
+/// the JSON Schema name of the value's type, for error messages.
+const char* type_name(const rapidjson::Value& value);
+
 /// Compact serialisation.
 std::string to_string(const rapidjson::Value& value);
 
