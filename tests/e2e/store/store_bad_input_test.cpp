@@ -39,25 +39,11 @@ class BadInput : public ::testing::Test {
   tst::StoreProcess store{db, amqp};
   broker::RpcClient rpc{broker::RpcClientOptions{conn, 64}};
 
-  // The store's reply, or "" if it could not be reached in time.
+  // The store's reply body.
   std::string call(const std::string& body) {
-    broker::Message m;
-    m.body = body;
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      try {
-        return rpc.call("store.append", m, 5s).get().body;
-      } catch (const broker::RpcError& e) {
-        if (e.code() != broker::RpcErrorCode::no_route) throw;
-        std::this_thread::sleep_for(100ms);  // the store is still starting
-      }
-    }
-    return "";
+    return json::to_string(tst::call_store(rpc, "store.append", body));
   }
-  static std::string code(const std::string& reply) {
-    auto d = json::parse(reply);
-    if (!d.HasMember("error")) return "";
-    return json::require_string(d["error"], "code");
-  }
+  static std::string code(const std::string& reply) { return tst::error_code(json::parse(reply)); }
   static std::string path(const std::string& reply) {
     auto d = json::parse(reply);
     return json::require_string(d["error"]["details"], "path");

@@ -29,22 +29,11 @@ TEST(StoreCatalog, TypesRegisteredAtRunTimeAreValidatedAndSurviveARestart) {
   ro.connection.url = amqp;
   broker::RpcClient rpc(ro);
   auto append = [&](const std::string& stream, const std::string& ev) {
-    broker::Message m;
-    m.body = R"({"stream":")" + stream + R"(","tenant":"acme","events":[)" + ev + "]}";
-    for (int i = 0; i < 200; ++i) {
-      try {
-        return json::parse(rpc.call("store.append", m, 5s).get().body);
-      } catch (const broker::RpcError& e) {
-        if (e.code() != broker::RpcErrorCode::no_route) throw;
-        std::this_thread::sleep_for(100ms);
-      }
-    }
-    throw std::runtime_error("store never answered");
+    return tst::call_store(
+        rpc, "store.append",
+        R"({"stream":")" + stream + R"(","tenant":"acme","events":[)" + ev + "]}");
   };
-  auto code = [](const rapidjson::Document& d) {
-    return d.HasMember("error") ? std::string(d["error"]["code"].GetString()) : std::string();
-  };
-
+  auto code = [](const rapidjson::Document& d) { return tst::error_code(d); };
   const std::string widget = event("shop.widget.made", R"({"size":3})");
   EXPECT_EQ(code(append("widget-1", widget)), "unknown_event_type");
 

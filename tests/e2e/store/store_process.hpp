@@ -3,9 +3,13 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
+#include "switchboard/broker/rpc.hpp"
+#include "switchboard/shared/json.hpp"
 #include "switchboard/testing/process.hpp"
 
 namespace sb::testing {
@@ -36,5 +40,27 @@ class StoreProcess {
   std::string amqp_;
   std::unique_ptr<ChildProcess> child_;
 };
+
+/// Calls a store RPC and parses the reply, retrying while no store serves
+/// yet (no_route: starting, or restarting after a kill).
+inline rapidjson::Document call_store(broker::RpcClient& rpc, const std::string& service,
+                                      const std::string& body) {
+  broker::Message m;
+  m.body = body;
+  for (int attempt = 0; attempt < 300; ++attempt) {
+    try {
+      return json::parse(rpc.call(service, m, std::chrono::seconds(5)).get().body);
+    } catch (const broker::RpcError& e) {
+      if (e.code() != broker::RpcErrorCode::no_route) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  throw std::runtime_error("no store answered " + service);
+}
+
+/// The error code of a store reply, "" when it succeeded.
+inline std::string error_code(const rapidjson::Value& reply) {
+  return reply.HasMember("error") ? std::string(reply["error"]["code"].GetString()) : std::string();
+}
 
 }  // namespace sb::testing

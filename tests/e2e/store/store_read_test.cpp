@@ -33,17 +33,7 @@ TEST(StoreRead, PagesByStreamAndByPositionWithinTheTenant) {
   ro.connection.url = amqp;
   broker::RpcClient rpc(ro);
   auto call = [&](const std::string& service, const std::string& body) {
-    broker::Message m;
-    m.body = body;
-    for (int i = 0; i < 100; ++i) {
-      try {
-        return json::parse(rpc.call(service, m, 5s).get().body);
-      } catch (const broker::RpcError& e) {
-        if (e.code() != broker::RpcErrorCode::no_route) throw;
-        std::this_thread::sleep_for(100ms);
-      }
-    }
-    throw std::runtime_error("store never answered");
+    return tst::call_store(rpc, service, body);
   };
   auto ok = call("store.append", R"({"stream":"cart-1","tenant":"acme","events":)" +
                                      events_json(25, "test.thing.happened") + "}");
