@@ -15,8 +15,10 @@
 #include "switchboard/shared/log.hpp"
 
 #include <amqp.h>
+
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
+#include "raw_amqp.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -52,40 +54,9 @@ std::string body_1k() {
 
 // ------------------------------------------------------------ plain client
 
-struct Raw {
-  amqp_connection_state_t c = nullptr;
-
-  explicit Raw(bool confirms) {
-    std::vector<char> buf(g_url.begin(), g_url.end());
-    buf.push_back('\0');
-    amqp_connection_info info;
-    if (amqp_parse_url(buf.data(), &info) != AMQP_STATUS_OK) throw std::runtime_error("bad url");
-    c = amqp_new_connection();
-    amqp_socket_t* s = amqp_tcp_socket_new(c);
-    timeval tv{5, 0};
-    if (amqp_socket_open_noblock(s, info.host, info.port, &tv) != AMQP_STATUS_OK) {
-      throw std::runtime_error("raw: connect failed");
-    }
-    const char* vhost = (info.vhost == nullptr || info.vhost[0] == '\0') ? "/" : info.vhost;
-    check(amqp_login(c, vhost, 0, 131072, 10, AMQP_SASL_METHOD_PLAIN, info.user, info.password),
-          "login");
-    amqp_channel_open(c, 1);
-    check(amqp_get_rpc_reply(c), "channel.open");
-    if (confirms) {
-      amqp_confirm_select(c, 1);
-      check(amqp_get_rpc_reply(c), "confirm.select");
-    }
-  }
-  ~Raw() {
-    amqp_connection_close(c, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(c);
-  }
-  Raw(const Raw&) = delete;
-  Raw& operator=(const Raw&) = delete;
-
-  static void check(amqp_rpc_reply_t r, const char* what) {
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) throw std::runtime_error(std::string("raw: ") + what);
-  }
+// The plain client: bench/common's raw connection to this run's broker.
+struct Raw : sb::bench::RawConnection {
+  explicit Raw(bool confirms) : RawConnection(g_url, confirms) {}
 };
 
 amqp_bytes_t bytes(const std::string& s) {

@@ -18,54 +18,55 @@ void check(amqp_rpc_reply_t r, const char* what) {
     throw std::runtime_error(std::string("raw amqp: ") + what);
 }
 
-struct Connection {
-  amqp_connection_state_t c = nullptr;
-  Connection(const std::string& url, bool confirms) {
-    std::vector<char> buf(url.begin(), url.end());
-    buf.push_back('\0');
-    amqp_connection_info info;
-    if (amqp_parse_url(buf.data(), &info) != AMQP_STATUS_OK) throw std::runtime_error("bad url");
-    c = amqp_new_connection();
-    amqp_socket_t* s = amqp_tcp_socket_new(c);
-    timeval tv{5, 0};
-    if (amqp_socket_open_noblock(s, info.host, info.port, &tv) != AMQP_STATUS_OK) {
-      throw std::runtime_error("raw amqp: connect failed");
-    }
-    std::string vhost = (info.vhost == nullptr || info.vhost[0] == '\0') ? "/" : info.vhost;
-    // amqp_parse_url leaves the vhost URL-encoded.
-    std::string decoded;
-    for (std::size_t i = 0; i < vhost.size(); ++i) {
-      if (vhost[i] == '%' && i + 2 < vhost.size()) {
-        decoded += static_cast<char>(std::stoi(vhost.substr(i + 1, 2), nullptr, 16));
-        i += 2;
-      } else {
-        decoded += vhost[i];
-      }
-    }
-    check(amqp_login(c, decoded.c_str(), 0, 131072, 10, AMQP_SASL_METHOD_PLAIN, info.user,
-                     info.password),
-          "login");
-    amqp_channel_open(c, 1);
-    check(amqp_get_rpc_reply(c), "channel.open");
-    if (confirms) {
-      amqp_confirm_select(c, 1);
-      check(amqp_get_rpc_reply(c), "confirm.select");
-    }
-  }
-  ~Connection() {
-    amqp_connection_close(c, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(c);
-  }
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-};
-
 }  // namespace
+
+RawConnection::RawConnection(const std::string& url, bool confirms) {
+  std::vector<char> buf(url.begin(), url.end());
+  buf.push_back('\0');
+  amqp_connection_info info;
+  if (amqp_parse_url(buf.data(), &info) != AMQP_STATUS_OK) throw std::runtime_error("bad url");
+  c = amqp_new_connection();
+  amqp_socket_t* s = amqp_tcp_socket_new(c);
+  timeval tv{5, 0};
+  if (amqp_socket_open_noblock(s, info.host, info.port, &tv) != AMQP_STATUS_OK) {
+    throw std::runtime_error("raw amqp: connect failed");
+  }
+  std::string vhost = (info.vhost == nullptr || info.vhost[0] == '\0') ? "/" : info.vhost;
+  // amqp_parse_url leaves the vhost URL-encoded.
+  std::string decoded;
+  for (std::size_t i = 0; i < vhost.size(); ++i) {
+    if (vhost[i] == '%' && i + 2 < vhost.size()) {
+      decoded += static_cast<char>(std::stoi(vhost.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      decoded += vhost[i];
+    }
+  }
+  check(amqp_login(c, decoded.c_str(), 0, 131072, 10, AMQP_SASL_METHOD_PLAIN, info.user,
+                   info.password),
+        "login");
+  amqp_channel_open(c, 1);
+  check(amqp_get_rpc_reply(c), "channel.open");
+  if (confirms) {
+    amqp_confirm_select(c, 1);
+    check(amqp_get_rpc_reply(c), "confirm.select");
+  }
+}
+
+RawConnection::~RawConnection() {
+  amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(c);
+}
+
+void RawConnection::check(amqp_rpc_reply_t r, const char* what) {
+  if (r.reply_type != AMQP_RESPONSE_NORMAL)
+    throw std::runtime_error(std::string("raw amqp: ") + what);
+}
 
 void raw_publish_confirmed(const std::string& url, const std::string& exchange,
                            const std::vector<std::string>& routing_keys,
                            const std::vector<std::string>& bodies, std::size_t window) {
-  Connection r(url, true);
+  RawConnection r(url, true);
   amqp_basic_properties_t p{};
   p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
   p.content_type = amqp_cstring_bytes("application/json");
@@ -103,7 +104,7 @@ void raw_publish_confirmed(const std::string& url, const std::string& exchange,
 
 void raw_bind_queue(const std::string& url, const std::string& queue, const std::string& exchange,
                     const std::string& key) {
-  Connection r(url, false);
+  RawConnection r(url, false);
   amqp_exchange_declare(r.c, 1, amqp_cstring_bytes(exchange.c_str()), amqp_cstring_bytes("topic"),
                         0, 1, 0, 0, amqp_empty_table);
   check(amqp_get_rpc_reply(r.c), "exchange.declare");
@@ -117,7 +118,7 @@ void raw_bind_queue(const std::string& url, const std::string& queue, const std:
 }
 
 void raw_purge_queue(const std::string& url, const std::string& queue) {
-  Connection r(url, false);
+  RawConnection r(url, false);
   amqp_queue_purge(r.c, 1, bytes(queue));
   check(amqp_get_rpc_reply(r.c), "queue.purge");
 }

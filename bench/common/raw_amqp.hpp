@@ -2,11 +2,26 @@
 // Plain rabbitmq-c baselines for benchmarks: what our libraries are compared
 // against in the same run. Deliberately minimal and blocking.
 
+#include <amqp.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace sb::bench {
+
+/// One plain rabbitmq-c connection with channel 1 open (in confirm mode when
+/// asked). Throws on any failure.
+struct RawConnection {
+  amqp_connection_state_t c = nullptr;
+  RawConnection(const std::string& url, bool confirms);
+  ~RawConnection();
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  /// Throws unless `r` is a normal reply.
+  static void check(amqp_rpc_reply_t r, const char* what);
+};
 
 /// Publishes `bodies` persistently to `exchange`/`routing_keys[i]` with
 /// publisher confirms and at most `window` unconfirmed; returns once every
