@@ -108,16 +108,8 @@ class Endpoints::Impl {
   }
 
   void open() {
-    broker::RpcServerOptions ro;
-    ro.connection = options_.broker;
-    ro.connection.name = "store-rpc";
-    ro.workers = options_.rpc_workers;
-    ro.prefetch = options_.rpc_prefetch;
-    auto rpc = std::make_unique<broker::RpcServer>(std::move(ro));
-    rpc->serve_async(kAppendService, [this](const broker::Delivery& d, broker::RpcResponder r) {
-      append(d, std::move(r));
-    });
-
+    // Ingest first: if anything here fails, no RPC server has taken requests
+    // yet (tearing one down would drop what its auto-delete queue holds).
     broker::ConsumerOptions co;
     co.connection = options_.broker;
     co.connection.name = "store-ingest";
@@ -136,6 +128,16 @@ class Endpoints::Impl {
     opts.retry.delays = {std::chrono::seconds(1), std::chrono::seconds(5),
                          std::chrono::seconds(30)};
     consumer->consume(queue, opts, [this](const broker::Delivery& d) { ingest(d); });
+
+    broker::RpcServerOptions ro;
+    ro.connection = options_.broker;
+    ro.connection.name = "store-rpc";
+    ro.workers = options_.rpc_workers;
+    ro.prefetch = options_.rpc_prefetch;
+    auto rpc = std::make_unique<broker::RpcServer>(std::move(ro));
+    rpc->serve_async(kAppendService, [this](const broker::Delivery& d, broker::RpcResponder r) {
+      append(d, std::move(r));
+    });
 
     std::lock_guard lock(loop_.mutex());
     rpc_ = std::move(rpc);

@@ -41,21 +41,28 @@ class StoreProcess {
   std::unique_ptr<ChildProcess> child_;
 };
 
-/// Calls a store RPC and parses the reply, retrying while no store serves
-/// yet (no_route: starting, or restarting after a kill).
+/// Calls a store RPC and parses the reply. As docs/protocol.md tells
+/// clients: no route (no store serving yet) and a timeout (outcome unknown)
+/// are retried with the same body, so the same event ids — safe, because
+/// appends are idempotent by id. Bounded: about 60 s in all.
 inline rapidjson::Document call_store(broker::RpcClient& rpc, const std::string& service,
                                       const std::string& body) {
   broker::Message m;
   m.body = body;
-  for (int attempt = 0; attempt < 300; ++attempt) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::string last;
+  while (std::chrono::steady_clock::now() < until) {
     try {
       return json::parse(rpc.call(service, m, std::chrono::seconds(5)).get().body);
     } catch (const broker::RpcError& e) {
-      if (e.code() != broker::RpcErrorCode::no_route) throw;
+      if (e.code() != broker::RpcErrorCode::no_route && e.code() != broker::RpcErrorCode::timeout) {
+        throw;
+      }
+      last = e.what();
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
-  throw std::runtime_error("no store answered " + service);
+  throw std::runtime_error("no store answered " + service + ": " + last);
 }
 
 /// The error code of a store reply, "" when it succeeded.
