@@ -302,6 +302,9 @@ case "$cmd" in
         p="$(server_pid "$n")"
         if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
       done
+      # A Redis whose pid file was lost (an interrupted run) still carries its
+      # port in its title: the folder is being thrown away, so take it too.
+      pkill -KILL -f "^redis-server 127\.0\.0\.1:${REDIS_PORT}( |\$)" 2>/dev/null || true
       # PostgreSQL's children exit once the postmaster is gone; wait for them.
       deadline=$((SECONDS + 10))
       while pgrep -f -- "-D $(pg_data)" >/dev/null 2>&1 && ((SECONDS < deadline)); do sleep 0.05; done
