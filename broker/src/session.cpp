@@ -324,13 +324,7 @@ void Session::fail_connection(const std::string& reason) {
   amqp_connection_state_t c = conn_;
   conn_ = nullptr;
   connected_.store(false, std::memory_order_release);
-  if (poll_ != nullptr) {
-    uv_poll_stop(poll_);
-    poll_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    poll_ = nullptr;
-  }
+  stop_poll();
   {
     std::lock_guard lk(conn_mu_);
     guarded_fd_ = -1;
@@ -649,6 +643,16 @@ void Session::handle_method(amqp_channel_t channel, const amqp_method_t& method)
                 {{"connection", options_.name}, {"method", amqp_method_name(method.id)}});
 }
 
+// Stops watching the socket; the handle is freed once libuv has closed it.
+void Session::stop_poll() {
+  if (poll_ == nullptr) return;
+  uv_poll_stop(poll_);
+  poll_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  poll_ = nullptr;
+}
+
 void Session::shutdown_on_loop() {
   shut_down_ = true;
   on_closing();
@@ -656,13 +660,7 @@ void Session::shutdown_on_loop() {
     amqp_connection_state_t c = conn_;
     conn_ = nullptr;
     connected_.store(false, std::memory_order_release);
-    if (poll_ != nullptr) {
-      uv_poll_stop(poll_);
-      poll_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-               [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-    }
+    stop_poll();
     close_connection(c);
   }
   auto ops = std::move(ops_);

@@ -183,6 +183,7 @@ class Session {
   void request_connect(std::chrono::milliseconds delay);
   void adopt(amqp_connection_state_t conn);
   void shutdown_on_loop();
+  void stop_poll();
   void handle_frame(const amqp_frame_t& frame);
   void handle_method(amqp_channel_t channel, const amqp_method_t& method);
   void complete_incoming();

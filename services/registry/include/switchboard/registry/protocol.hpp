@@ -9,6 +9,7 @@
 // only maps it; it still throws sb::json::Error naming a field that is wrong.
 
 #include <rapidjson/document.h>
+#include "switchboard/events/platform_types.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -23,7 +24,7 @@ namespace sb::registry {
 inline constexpr std::string_view kPlatformTenant = "_platform";
 
 // Signals on sb.signals (transient).
-inline constexpr std::string_view kHeartbeatKey = "service.heartbeat";
+inline constexpr std::string_view kHeartbeatKey = events::kServiceHeartbeat;
 /// Prefix; the routing key is `service.register_requested.<service name>`.
 inline constexpr std::string_view kRegisterRequestedPrefix = "service.register_requested.";
 inline constexpr std::string_view kRoutesChangedKey = "registry.routes.changed";
