@@ -75,6 +75,7 @@ void append_events(const std::string& url, std::int64_t total) {
     store::AppendRequest r{events::StreamId("order-" + std::to_string(a % kStreams)),
                            events::ExpectedVersion::any(),
                            events::TenantId("bench"),
+                           {},
                            {}};
     for (int i = 0; i < kPerAppend; ++i) {
       r.events.push_back(events::NewEvent{.id = events::new_event_id(),

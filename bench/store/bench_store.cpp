@@ -105,6 +105,7 @@ double store_appends(const std::string& url, int epa, int writers, std::int64_t 
         events::StreamId("s-" + std::to_string(w) + "-" + std::to_string(k % 100)),
         events::ExpectedVersion::any(),
         events::TenantId("bench"),
+        {},
         {}};
     for (int i = 0; i < epa; ++i) r.events.push_back(new_event());
     std::promise<store::AppendResult> p;
@@ -292,6 +293,7 @@ void section_end_to_end() {
         events::StreamId("s-" + std::to_string(w) + "-" + std::to_string(k % 100)),
         events::ExpectedVersion::any(),
         events::TenantId("bench"),
+        {},
         {}};
     for (int i = 0; i < 10; ++i) r.events.push_back(new_event());
     std::promise<store::AppendResult> p;

@@ -43,7 +43,7 @@ std::variant<AppendRequest, DecodeError> decode_append(std::string_view body,
   }
   if (!doc.IsObject()) return error("invalid_request", "the body must be a JSON object");
   AppendRequest req{
-      events::StreamId("x"), events::ExpectedVersion::any(), events::TenantId("x"), {}};
+      events::StreamId("x"), events::ExpectedVersion::any(), events::TenantId("x"), {}, {}};
   try {
     req.stream = events::StreamId(json::require_string(doc, "stream"));
   } catch (const json::Error& e) {

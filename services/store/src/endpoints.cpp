@@ -77,12 +77,15 @@ class Endpoints::Impl {
       responder.reply(std::move(reply));
       return;
     }
-    writer_.append(std::move(std::get<AppendRequest>(decoded)),
-                   [responder](AppendResult result) mutable {
-                     broker::Message reply;
-                     reply.body = encode_result(result);
-                     responder.reply(std::move(reply));
-                   });
+    auto& request = std::get<AppendRequest>(decoded);
+    if (auto ms = d.message.header_int(broker::kDeadlineHeader)) {
+      request.deadline = std::chrono::system_clock::time_point(std::chrono::milliseconds(*ms));
+    }
+    writer_.append(std::move(request), [responder](AppendResult result) mutable {
+      broker::Message reply;
+      reply.body = encode_result(result);
+      responder.reply(std::move(reply));
+    });
   }
 
   void ingest(const broker::Delivery& d) {

@@ -62,6 +62,8 @@ struct Metrics {
       "sb_store_conflicts_total", "Appends refused for an expected-version conflict");
   metrics::Counter& duplicates = metrics::Registry::global().counter(
       "sb_store_duplicates_total", "Appends whose events were already stored");
+  metrics::Counter& late = metrics::Registry::global().counter(
+      "sb_store_late_appends_total", "Appends refused because their caller's deadline had passed");
   metrics::Counter& lost = metrics::Registry::global().counter(
       "sb_store_writer_lost_total", "Times the writer lost its connection and lock");
   metrics::Histogram& commit = metrics::Registry::global().histogram(
@@ -196,15 +198,28 @@ class Writer::Impl {
   }
 
   std::vector<Pending> take_batch() {
-    std::unique_lock lock(loop_.mutex());
-    loop_.wait_for(lock, std::chrono::milliseconds(100), [this] { return !queue_.empty(); });
     std::vector<Pending> batch;
-    std::size_t events = 0;
-    while (!queue_.empty() && (batch.empty() || events + queue_.front().request.events.size() <=
-                                                    options_.max_batch_events)) {
-      events += queue_.front().request.events.size();
-      batch.push_back(std::move(queue_.front()));
-      queue_.pop_front();
+    std::vector<Pending> late;
+    {
+      std::unique_lock lock(loop_.mutex());
+      loop_.wait_for(lock, std::chrono::milliseconds(100), [this] { return !queue_.empty(); });
+      const auto now = std::chrono::system_clock::now();
+      std::size_t events = 0;
+      while (!queue_.empty() && (batch.empty() || events + queue_.front().request.events.size() <=
+                                                      options_.max_batch_events)) {
+        auto& front = queue_.front();
+        if (front.request.deadline && *front.request.deadline <= now) {
+          late.push_back(std::move(front));
+        } else {
+          events += front.request.events.size();
+          batch.push_back(std::move(front));
+        }
+        queue_.pop_front();
+      }
+    }
+    for (auto& p : late) {
+      m().late.inc();
+      p.done(rejected("deadline_exceeded", "the caller's deadline passed before the append ran"));
     }
     return batch;
   }
@@ -212,7 +227,10 @@ class Writer::Impl {
   // Puts appends whose outcome is not decided back at the front, in order.
   void requeue(std::vector<Pending>& batch) {
     std::lock_guard lock(loop_.mutex());
-    for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
+    for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+      it->request.deadline.reset();  // it entered a commit: decide it, late or not
+      queue_.push_front(std::move(*it));
+    }
     batch.clear();
   }
 

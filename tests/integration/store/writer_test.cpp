@@ -60,7 +60,7 @@ store::AppendResult append_sync(store::Writer& w, store::AppendRequest r) {
 store::AppendRequest request(const std::string& stream, events::ExpectedVersion e,
                              std::vector<events::NewEvent> evs,
                              const std::string& tenant = "acme") {
-  return {events::StreamId(stream), e, events::TenantId(tenant), std::move(evs)};
+  return {events::StreamId(stream), e, events::TenantId(tenant), std::move(evs), {}};
 }
 
 std::unique_ptr<store::Writer> start_writer(const std::string& url, store::CommitListener l = {}) {
@@ -168,6 +168,22 @@ TEST(StoreWriter, RetriedAppendWithSameIdsReturnsOriginalPositions) {
   EXPECT_EQ(again.kind, store::AppendResult::Kind::duplicate);
   EXPECT_EQ(again.positions, first.positions);
   EXPECT_EQ(writer->head(), 2);
+}
+
+TEST(StoreWriter, AppendWhoseDeadlinePassedIsRefusedAndNeverStored) {
+  StoreDb db;
+  auto writer = start_writer(db.url);
+  auto late = request("late-1", events::ExpectedVersion::any(), {new_event()});
+  late.deadline = std::chrono::system_clock::now() - 1ms;
+  auto refused = append_sync(*writer, std::move(late));
+  EXPECT_EQ(refused.kind, store::AppendResult::Kind::rejected);
+  EXPECT_EQ(refused.code, "deadline_exceeded");
+  auto in_time = request("late-1", events::ExpectedVersion::no_stream(), {new_event()});
+  in_time.deadline = std::chrono::system_clock::now() + 30s;
+  auto stored = append_sync(*writer, std::move(in_time));
+  EXPECT_EQ(stored.kind, store::AppendResult::Kind::appended);
+  EXPECT_EQ(stored.positions, std::vector<std::int64_t>{1});
+  EXPECT_EQ(writer->head(), 1);
 }
 
 TEST(StoreWriter, StreamsBelongToOneTenant) {

@@ -35,6 +35,11 @@ struct AppendRequest {
   events::ExpectedVersion expected = events::ExpectedVersion::any();
   events::TenantId tenant;
   std::vector<events::NewEvent> events;
+  /// The caller's deadline (the RPC's x-sb-deadline): an append still queued
+  /// when it passes is refused with `deadline_exceeded` and never stored, so a
+  /// caller that gave up (an edge that answered 504) never sees it applied.
+  /// Once an append has entered a commit it is always decided, late or not.
+  std::optional<std::chrono::system_clock::time_point> deadline;
 };
 
 /// The writer's answer. Exactly one of the kinds; positions per event.
