@@ -12,6 +12,39 @@
 
 namespace sb::app {
 
+std::string readiness_json(const Lifecycle& lifecycle, const std::vector<Probe>& probes,
+                           bool& ready) {
+  ready = lifecycle.ready();
+  std::string body = "{\"checks\":{";
+  bool first = true;
+  auto add = [&](const std::string& name, const Health& h) {
+    if (!first) body += ',';
+    first = false;
+    json::append_quoted(body, name);
+    body += ":{\"state\":";
+    json::append_quoted(body, to_string(h.state));
+    if (!h.detail.empty()) {
+      body += ",\"detail\":";
+      json::append_quoted(body, h.detail);
+    }
+    body += '}';
+  };
+  for (const auto& [name, h] : lifecycle.health()) add(name, h);
+  for (const auto& p : probes) {
+    Health h;
+    try {
+      h = p.check();
+    } catch (const std::exception& e) {
+      h = {HealthState::failed, e.what()};
+    }
+    if (h.state == HealthState::failed) ready = false;
+    add(p.name, h);
+  }
+  body += "},\"ready\":";
+  body += ready ? "true}" : "false}";
+  return body;
+}
+
 struct AdminServer::Impl {
   AdminOptions options;
   const Lifecycle& lifecycle;
@@ -24,37 +57,7 @@ struct AdminServer::Impl {
   Impl(AdminOptions o, const Lifecycle& lc, std::vector<Probe> p)
       : options(std::move(o)), lifecycle(lc), probes(std::move(p)) {}
 
-  std::string ready_body(bool& ready) const {
-    ready = lifecycle.ready();
-    std::string body = "{\"checks\":{";
-    bool first = true;
-    auto add = [&](const std::string& name, const Health& h) {
-      if (!first) body += ',';
-      first = false;
-      json::append_quoted(body, name);
-      body += ":{\"state\":";
-      json::append_quoted(body, to_string(h.state));
-      if (!h.detail.empty()) {
-        body += ",\"detail\":";
-        json::append_quoted(body, h.detail);
-      }
-      body += '}';
-    };
-    for (const auto& [name, h] : lifecycle.health()) add(name, h);
-    for (const auto& p : probes) {
-      Health h;
-      try {
-        h = p.check();
-      } catch (const std::exception& e) {
-        h = {HealthState::failed, e.what()};
-      }
-      if (h.state == HealthState::failed) ready = false;
-      add(p.name, h);
-    }
-    body += "},\"ready\":";
-    body += ready ? "true}" : "false}";
-    return body;
-  }
+  std::string ready_body(bool& ready) const { return readiness_json(lifecycle, probes, ready); }
 };
 
 AdminServer::AdminServer(AdminOptions options, const Lifecycle& lifecycle,

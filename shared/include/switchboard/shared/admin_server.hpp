@@ -26,6 +26,11 @@ struct Probe {
   std::function<Health()> check;
 };
 
+/// The body of /ready ({"checks":{...},"ready":bool}); `ready` is set to
+/// whether the lifecycle is ready and no probe failed. Probes run now.
+std::string readiness_json(const Lifecycle& lifecycle, const std::vector<Probe>& probes,
+                           bool& ready);
+
 class AdminServer : public Component {
  public:
   AdminServer(AdminOptions options, const Lifecycle& lifecycle, std::vector<Probe> probes = {});
