@@ -139,7 +139,10 @@ class RpcClient::Impl final : public detail::Session {
       m.correlation_id = c->correlation_id;
       m.persistent = false;
       m.expiration = left;  // a request nobody took in time dies in the broker
-      m.headers[std::string(kDeadlineHeader)] = detail::epoch_ms(now_sys + left);
+      const auto wait_until = detail::epoch_ms(now_sys + left);
+      const auto asked = m.header_int(kDeadlineHeader);
+      // A caller may give the server less time than it waits itself.
+      if (!asked || *asked > wait_until) m.headers[std::string(kDeadlineHeader)] = wait_until;
       const amqp_basic_properties_t& props = builder_.build(m);
       int rc;
       {

@@ -65,7 +65,10 @@ class RpcClient {
   RpcClient(const RpcClient&) = delete;
   RpcClient& operator=(const RpcClient&) = delete;
 
-  /// The future holds the reply, or throws RpcError.
+  /// The future holds the reply, or throws RpcError. The request's
+  /// x-sb-deadline is set to when the call times out, unless the request
+  /// already carries an earlier one (a caller that leaves itself a margin
+  /// after the server's deadline, like the edge for commands).
   std::future<Message> call(const std::string& service, Message request,
                             std::chrono::milliseconds timeout);
 
