@@ -212,6 +212,14 @@ std::string filter_sql(const Filter& filter, pg::Params& params) {
     params.add(filter.correlation_id->value());
     sql += " AND correlation_id = " + placeholder(params);
   }
+  if (filter.stream) {
+    params.add(filter.stream->value());
+    sql += " AND stream = " + placeholder(params);
+  }
+  if (filter.actor) {
+    params.add(*filter.actor);
+    sql += " AND actor = " + placeholder(params);
+  }
   if (filter.partition && filter.partition->count > 1) {
     params.add(filter.partition->count);
     const auto count_param = static_cast<int>(params.size());

@@ -73,6 +73,10 @@ struct Filter {
   std::optional<Timestamp> recorded_from;
   std::optional<Timestamp> recorded_to;
   std::optional<CorrelationId> correlation_id;
+  /// One stream only.
+  std::optional<StreamId> stream;
+  /// Events recorded with this actor (e.g. "user:alice").
+  std::optional<std::string> actor;
   /// Only the streams of this partition (checkpointed subscriptions).
   std::optional<Partition> partition;
 
