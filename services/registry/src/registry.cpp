@@ -3,6 +3,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -292,8 +293,15 @@ class Registry::Impl {
     auto snap = pg::with_transaction(*db_, [](pg::Transaction& tx) { return load_snapshot(tx); },
                                      {}, {pg::Isolation::repeatable_read, true});
     learn_types(snap);
+    // Route a new service only once the store accepts its types (bounded:
+    // a store that does not answer must not freeze the route table).
+    if (!append_catalog_changes(true, options_.store_timeout)) {
+      log::warn("registry: catalog changes not stored yet; routing anyway");
+    }
+    std::vector<std::string> known;
+    for (const auto& t : snap.service_types) known.push_back(std::get<0>(t));
     auto table = std::make_shared<const RouteTable>(
-        assemble_route_table(snap.version, snap.live, snap.weights));
+        assemble_route_table(snap.version, snap.live, snap.weights, known));
     auto json = std::make_shared<const std::string>(to_json(*table));
     auto live = std::make_shared<LiveMap>();
     for (auto& i : snap.live) {
@@ -724,13 +732,23 @@ class Registry::Impl {
                  });
   }
 
-  void append_catalog_changes() {
+  // Appends the catalog changes waiting to be appended. With `wait`, blocks
+  // until the store answered each (at most `timeout`) and says whether all
+  // were stored: the route table waits for that, so a service is routed
+  // only once the store accepts the types it brought.
+  bool append_catalog_changes(bool wait = false,
+                              std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
     std::deque<events::CatalogChange> pending;
     {
       std::lock_guard lock(catalog_mu_);
       pending.swap(catalog_pending_);
     }
+    if (pending.empty()) return true;
     const auto tenant = events::TenantId(kPlatformTenant);
+    auto outstanding = std::make_shared<std::atomic<std::size_t>>(pending.size());
+    auto all_ok = std::make_shared<std::atomic<bool>>(true);
+    auto done = std::make_shared<std::promise<void>>();
+    auto finished = done->get_future();
     for (auto& c : pending) {
       static constexpr const char* kinds[] = {"event_type_added", "event_version_added",
                                               "command_type_added", "command_type_updated"};
@@ -750,21 +768,27 @@ class Registry::Impl {
       a.type = std::string(events::kCatalogTypeRegistered);
       a.data = events::to_json(c);
       store_->call("store.append", json_message(append_request_json(a)), options_.store_timeout,
-                   [this, c](broker::RpcClient::Result r) {
+                   [this, c, outstanding, all_ok, done](broker::RpcClient::Result r) {
                      if (!r.error) {
                        const auto outcome = append_outcome(r.reply->body);
                        if (outcome == "appended" || outcome == "duplicate") {
                          ++catalog_appends_;
-                         return;
+                       } else {
+                         log::warn("registry: catalog change refused by the store",
+                                   {{"name", c.name}, {"outcome", outcome}});
+                         // never becomes good: not retried
                        }
-                       log::warn("registry: catalog change refused by the store",
-                                 {{"name", c.name}, {"outcome", outcome}});
-                       return;  // never becomes good
+                     } else {
+                       all_ok->store(false);
+                       std::lock_guard lock(catalog_mu_);
+                       catalog_pending_.push_back(c);  // next sweep
                      }
-                     std::lock_guard lock(catalog_mu_);
-                     catalog_pending_.push_back(c);  // next sweep
+                     if (outstanding->fetch_sub(1) == 1) done->set_value();
                    });
     }
+    if (!wait) return true;
+    if (finished.wait_for(timeout) != std::future_status::ready) return false;
+    return all_ok->load();
   }
 
   RegistryOptions options_;

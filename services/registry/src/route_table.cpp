@@ -11,9 +11,11 @@
 namespace sb::registry {
 
 RouteTable assemble_route_table(std::int64_t version, const std::vector<LiveInstance>& live,
-                                const WeightMap& weights) {
+                                const WeightMap& weights,
+                                const std::vector<std::string>& known_services) {
   // service -> version -> instances, newest registration last.
   std::map<std::string, std::map<std::string, std::vector<const LiveInstance*>>> grouped;
+  for (const auto& name : known_services) grouped[name];
   for (const auto& i : live) grouped[i.service][i.version].push_back(&i);
   std::set<std::string> weighted;  // services with weights set
   for (const auto& [key, weight] : weights) {

@@ -252,6 +252,17 @@ TEST(RegistryRoutes, WeightsOnceSetGiveUnlistedVersionsNothing) {
   EXPECT_EQ(t.services[1].versions[1].weight, 0);
 }
 
+TEST(RegistryRoutes, KnownServicesWithoutLiveInstancesAppearWithNoVersions) {
+  auto a = live("a", 0);
+  auto t = assemble_route_table(7, {a}, {}, {"billing", "orders"});
+  ASSERT_EQ(t.services.size(), 2u);
+  EXPECT_EQ(t.services[0].name, "billing");
+  EXPECT_TRUE(t.services[0].versions.empty());
+  EXPECT_EQ(t.services[1].name, "orders");
+  EXPECT_EQ(t.services[1].versions.size(), 1u);
+  EXPECT_EQ(route_table_from_json(to_json(t)), t);
+}
+
 TEST(RegistryReadModel, SchemaAddressesTablesThroughTheirNames) {
   auto ddl = read_model_schema(TableNames::with_prefix("x_"));
   ASSERT_FALSE(ddl.empty());

@@ -75,9 +75,12 @@ using WeightMap = std::map<std::pair<std::string, std::string>, std::optional<in
 /// a service with weights set take their weight (0 when not listed); with
 /// none set every live version weighs kDefaultWeight. The endpoints of a
 /// version are the union over its instances; for a (method, path) declared
-/// differently, the most recent registration wins.
+/// differently, the most recent registration wins. Services of
+/// `known_services` with no live instance appear with no versions, so an
+/// edge tells "stopped" (503) from "never heard of" (404).
 RouteTable assemble_route_table(std::int64_t version, const std::vector<LiveInstance>& live,
-                                const WeightMap& weights);
+                                const WeightMap& weights,
+                                const std::vector<std::string>& known_services = {});
 
 std::string to_json(const RouteTable& table);
 RouteTable route_table_from_json(std::string_view json);
