@@ -37,6 +37,9 @@ for name in "${processes[@]}"; do
   var="SB_$(echo "$name" | tr a-z A-Z)_HTTP_PORT"
   grep -q "^$var=" "$run/platform.env" || echo "$var=$(pick)" >>"$run/platform.env"
 done
+# The edge's token signing key: random, made once, kept with the ports.
+grep -q "^SB_AUTH_JWT_SECRET=" "$run/platform.env" ||
+  echo "SB_AUTH_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >>"$run/platform.env"
 set -a
 # shellcheck disable=SC1091
 source "$run/servers/env"
@@ -77,11 +80,17 @@ for name in "${processes[@]}"; do
   wait_ready "$name" "http://127.0.0.1:${!var}"
 done
 edge_url="http://127.0.0.1:$SB_EDGE_HTTP_PORT"
+# A development token (12 h, super admin of tenant "dev"), signed with the key above.
+token="$(SB_CONFIG= "$root/build/release/services/edge/sb-edge" token --sub dev --tenant dev \
+  --roles super_admin --ttl 43200)"
 
 cat <<EOF
 
 Switchboard is running (${processes[*]}).
-  Edge:                 $edge_url   (/health, /ready, /metrics)
+  Edge:                 $edge_url   (/health, /ready; /api/v1/services, /api/v1/catalog,
+                        /openapi.json, /metrics and everything else need the token)
+  Dev token (12 h):     $token
+                        e.g. curl -H "Authorization: Bearer <token>" $edge_url/api/v1/services
   Store (admin):        http://127.0.0.1:$SB_STORE_HTTP_PORT   (/health, /ready, /metrics)
   Registry (admin):     http://127.0.0.1:$SB_REGISTRY_HTTP_PORT   (/health, /ready, /metrics)
   RabbitMQ management:  $SB_RABBITMQ_MGMT_URL   (user sb, password in .run/servers/secrets)

@@ -19,6 +19,7 @@ std::map<std::string, std::string> edge_env(int port) {
           {"SB_POSTGRES_URL", s.postgres_url},
           {"SB_REDIS_URL", s.redis_url},
           {"SB_RABBITMQ_URL", s.rabbitmq_url},
+          {"SB_AUTH_JWT_SECRET", "process-test-signing-key-0123456789abcdef"},
           {"SB_CONFIG", ""}};
 }
 }  // namespace
@@ -33,7 +34,8 @@ TEST(EdgeProcess, ReadyWithRealDependenciesThenDrainsOnSigterm) {
   EXPECT_NE(ready.body.find(R"("redis":{"state":"ok"})"), std::string::npos) << ready.body;
   EXPECT_NE(ready.body.find(R"("rabbitmq":{"state":"ok"})"), std::string::npos) << ready.body;
   EXPECT_EQ(http_get(port, "/health").status, 200);
-  EXPECT_EQ(http_get(port, "/metrics").status, 200);
+  // Everything but /health and /ready needs a token.
+  EXPECT_EQ(http_get(port, "/metrics").status, 401);
 
   edge.signal(SIGTERM);
   auto code = edge.wait(15s);
@@ -53,6 +55,22 @@ TEST(EdgeProcess, NotReadyWhenADependencyIsDown) {
   EXPECT_EQ(ready.status, 503);
   EXPECT_NE(ready.body.find(R"("redis":{"state":"failed")"), std::string::npos) << ready.body;
   EXPECT_NE(ready.body.find(R"("postgres":{"state":"ok"})"), std::string::npos) << ready.body;
+}
+
+TEST(EdgeProcess, RefusesToStartWithoutASigningKey) {
+  int port = free_port();
+  auto env = edge_env(port);
+  env.erase("SB_AUTH_JWT_SECRET");
+  ChildProcess edge(built_binary("services/edge/sb-edge"), {}, env);
+  auto code = edge.wait(15s);
+  ASSERT_TRUE(code.has_value()) << "the edge started without a signing key";
+  EXPECT_NE(*code, 0);
+  EXPECT_NE(edge.output().find("auth.jwt_secret"), std::string::npos) << edge.output();
+  env["SB_AUTH_JWT_SECRET"] = "too-short";
+  ChildProcess weak(built_binary("services/edge/sb-edge"), {}, env);
+  code = weak.wait(15s);
+  ASSERT_TRUE(code.has_value()) << "the edge started with a 9-byte signing key";
+  EXPECT_NE(*code, 0);
 }
 
 TEST(EdgeProcess, RefusesUnknownConfigKeyNamingIt) {

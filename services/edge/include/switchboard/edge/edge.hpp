@@ -1,21 +1,81 @@
 #pragma once
-// The edge process: the platform's only HTTP entry. Today it serves the
-// endpoints every process has (/health, /ready with dependency checks,
-// /metrics); commands, routing and the event APIs arrive with later issues.
+// The edge process: the platform's only HTTP entry (DESIGN.md "Edge",
+// docs/protocol.md section 9). One HTTP server (cpp-httplib, tuned: no
+// Nagle, a bounded worker pool that answers 503 instead of queueing without
+// end, long keep-alive) in front of the Gateway; the route table and the
+// catalog are pushed from the registry (RouteSource).
 
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "switchboard/broker/options.hpp"
+#include "switchboard/edge/gateway.hpp"
+#include "switchboard/edge/jwt.hpp"
+#include "switchboard/edge/route_source.hpp"
+#include "switchboard/edge/upstream.hpp"
+#include "switchboard/shared/admin_server.hpp"
 #include "switchboard/shared/config.hpp"
 #include "switchboard/shared/lifecycle.hpp"
+#include "switchboard/shared/pg.hpp"
 
 namespace sb::edge {
+
+struct EdgeOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0: any free port
+  /// Worker threads; each keep-alive connection holds one while open.
+  int threads = 64;
+  /// Accepted connections waiting for a worker; beyond it they get 503.
+  std::size_t accept_queue = 256;
+  std::chrono::seconds keep_alive{30};
+  std::chrono::seconds read_timeout{10};
+  GatewayOptions gateway;
+  JwtOptions jwt;
+  broker::ConnectionOptions broker;
+  std::size_t rpc_connections = 2;
+  std::size_t rpc_max_in_flight = 4096;
+  std::string redis_url;
+  RouteSourceOptions routes;
+  UpstreamOptions upstream;
+  /// The events table (read-only role), for /api/v1/events and friends;
+  /// empty url: those answer 503.
+  pg::ConnectOptions events_database;
+  std::size_t events_pool_size = 8;
+  SseOptions sse;
+  std::vector<app::Probe> probes;
+};
+
+class Edge : public app::Component {
+ public:
+  Edge(EdgeOptions options, const app::Lifecycle& lifecycle);
+  ~Edge() override;
+  std::string_view name() const override { return "edge-http"; }
+  void start() override;
+  void stop(Deadline deadline) noexcept override;
+  app::Health health() const override;
+  /// The bound port (after start()).
+  int port() const noexcept;
+  /// Whether the edge holds a route table of at least `version`.
+  bool wait_for_routes(std::int64_t version, std::chrono::milliseconds timeout) const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
 
 /// Every key the edge understands (unknown keys are errors).
 config::Schema config_schema();
 
 /// Adds the edge's components to `lifecycle`, configured from `cfg`.
+/// Refuses to start without a JWT signing key (there is no default).
 void build(app::Lifecycle& lifecycle, const config::Config& cfg);
 
-/// The whole process: config from argv/env, logging, components, run.
-/// Returns the process exit code.
+/// The whole process: config from argv/env, logging, components, run; or
+/// `sb-edge token --sub S [--tenant T] [--roles a,b] [--ttl 3600]` to print
+/// a token signed with the configured key (development and tests).
 int main(int argc, const char* const* argv);
 
 }  // namespace sb::edge

@@ -1,0 +1,66 @@
+#pragma once
+// The edge's filter chain, one function per concern, each unit-tested on its
+// own (tests/unit/edge). The order in edge.cpp: limits -> route lookup (to
+// learn whether the endpoint is public) -> authentication -> tenant ->
+// roles -> idempotency -> schema validation -> forward.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "switchboard/edge/http.hpp"
+#include "switchboard/edge/jwt.hpp"
+
+namespace sb::edge {
+
+struct Limits {
+  std::size_t max_body_bytes = 1 << 20;
+  std::size_t max_header_bytes = 16 << 10;
+  std::size_t max_headers = 100;
+};
+
+/// 431 for too many or too large headers, 413 for a declared body over the
+/// limit, 400 for a malformed Content-Length; nullopt when within limits.
+std::optional<HttpResponse> check_limits(const HttpRequest& request, const Limits& limits);
+
+/// Bearer JWT from `Authorization`. Throws HttpError 401 `unauthenticated`
+/// (with the reason in details) when there is none or it does not verify.
+Principal authenticate(const JwtVerifier& verifier, const HttpRequest& request,
+                       std::int64_t now_epoch_s);
+/// The same, but nullopt when the request carries no credential at all (a
+/// public endpoint may be called anonymously; a bad credential is still 401).
+std::optional<Principal> authenticate_optional(const JwtVerifier& verifier,
+                                               const HttpRequest& request,
+                                               std::int64_t now_epoch_s);
+
+/// The tenant a call acts for: the credential's; a super admin may name
+/// another with `X-Tenant`. Throws HttpError 403 when anyone else names a
+/// tenant not their own, 400 for a malformed tenant, 403 when a non-admin
+/// credential carries no tenant.
+std::string resolve_tenant(const Principal& principal, const HttpRequest& request);
+
+/// Throws HttpError 403 `forbidden` unless the principal holds one of
+/// `roles` (empty: any authenticated caller; super_admin passes always).
+void require_roles(const Principal& principal, const std::vector<std::string>& roles);
+
+/// The call's timeout: `X-Request-Timeout` (ms, 1 .. max) or `fallback`.
+/// Throws HttpError 400 for a malformed value.
+std::chrono::milliseconds request_timeout(const HttpRequest& request,
+                                          std::chrono::milliseconds fallback,
+                                          std::chrono::milliseconds max);
+
+/// `X-Min-Position`: nullopt when absent; throws HttpError 400 when malformed.
+std::optional<std::int64_t> min_position(const HttpRequest& request);
+
+/// The headers passed on to a service (docs/protocol.md 9.4): the
+/// request's minus hop-by-hop ones, Host, Authorization, X-API-Key, Cookie,
+/// Content-Length, and any X-SB-* a caller tried to set itself.
+std::vector<Header> passthrough_headers(const HttpRequest& request);
+
+/// Fingerprint of a command request for idempotency: method, path, body.
+std::string request_fingerprint(const HttpRequest& request);
+
+}  // namespace sb::edge

@@ -1,0 +1,117 @@
+#pragma once
+// What the edge does with one HTTP request, behind the HTTP server: the
+// filter chain, commands, routed requests and the platform views. The HTTP
+// server (edge.cpp) converts to and from HttpRequest/HttpResponse and calls
+// handle() on one of its worker threads.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "switchboard/broker/options.hpp"
+#include "switchboard/edge/events_api.hpp"
+#include "switchboard/edge/filters.hpp"
+#include "switchboard/edge/http.hpp"
+#include "switchboard/edge/idempotency.hpp"
+#include "switchboard/edge/jwt.hpp"
+#include "switchboard/edge/router.hpp"
+#include "switchboard/edge/sse.hpp"
+#include "switchboard/edge/upstream.hpp"
+#include "switchboard/shared/lifecycle.hpp"
+
+namespace sb::broker {
+class RpcClient;
+}
+
+namespace sb::edge {
+
+struct GatewayOptions {
+  Limits limits;
+  std::size_t max_in_flight = 1024;
+  std::chrono::milliseconds command_timeout{10000};
+  std::chrono::milliseconds request_timeout{30000};
+  std::chrono::milliseconds max_timeout{60000};
+  /// A command's service deadline is this much before the edge's own: an
+  /// append that entered a commit just before it is still answered in time.
+  std::chrono::milliseconds commit_margin{250};
+  std::chrono::milliseconds idempotency_ttl{24 * 3600 * 1000};
+  std::chrono::milliseconds status_ttl{24 * 3600 * 1000};
+  /// Commands answered 202 (Prefer: respond-async) run on this many threads,
+  /// with at most `async_queue` waiting.
+  std::size_t async_workers = 4;
+  std::size_t async_queue = 1024;
+};
+
+/// The latest catalog the registry gave (docs/protocol.md 8.9).
+class CatalogView;
+
+class Gateway {
+ public:
+  struct Dependencies {
+    std::shared_ptr<Router> router;
+    std::shared_ptr<const JwtVerifier> jwt;
+    std::vector<std::shared_ptr<broker::RpcClient>> rpc;  // round-robin
+    std::shared_ptr<Upstreams> upstreams;
+    std::shared_ptr<IdempotencyStore> idempotency;
+    std::shared_ptr<KeyValue> status;
+    /// Events over HTTP; null when the edge has no database (503).
+    std::shared_ptr<EventsApi> events;
+    std::shared_ptr<SseHub> sse;
+    /// The catalog's JSON (Catalog::to_json) and its version; refreshed by
+    /// the route source.
+    std::function<std::shared_ptr<const CatalogView>()> catalog;
+    /// /ready's body and whether ready.
+    std::function<std::string(bool& ready)> readiness;
+  };
+
+  Gateway(GatewayOptions options, Dependencies deps);
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  HttpResponse handle(const HttpRequest& request);
+  /// Stops taking async commands and waits for those running.
+  void drain();
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The catalog as the edge validates commands against it.
+class CatalogView {
+ public:
+  /// Parses Catalog::to_json(); throws sb::json::Error / events errors.
+  static std::shared_ptr<const CatalogView> from_json(const std::string& json);
+  CatalogView();
+  ~CatalogView();
+
+  struct Command {
+    std::string name;
+    std::string owner;
+    std::vector<std::string> roles;
+    std::string schema;  // JSON
+  };
+  /// `<service>.<command>`, else `<command>` when `service` owns it.
+  const Command* find(const std::string& service, const std::string& command) const;
+  /// Validates a parsed command body; throws HttpError 400 schema_violation.
+  void validate(const Command& command, const std::string& body) const;
+  std::uint64_t version() const noexcept { return version_; }
+  const std::string& json() const noexcept { return json_; }
+  const std::vector<Command>& commands() const noexcept { return commands_; }
+
+  struct Impl;
+
+ private:
+  std::uint64_t version_ = 0;
+  std::string json_ = R"({"version":0,"event_types":[],"command_types":[]})";
+  std::vector<Command> commands_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sb::edge

@@ -1,0 +1,127 @@
+// Bearer-token verification: only HS256 with a configured key, and every
+// way a token can be wrong is refused with the reason.
+#include <gtest/gtest.h>
+
+#include "switchboard/edge/jwt.hpp"
+
+using namespace sb::edge;
+
+namespace {
+
+const std::string kKey = "0123456789abcdef0123456789abcdef-key-1";
+const std::string kOther = "fedcba9876543210fedcba9876543210-key-2";
+constexpr std::int64_t kNow = 1'800'000'000;
+
+JwtVerifier verifier(std::vector<std::string> keys = {kKey}) {
+  JwtOptions o;
+  o.secrets = std::move(keys);
+  return JwtVerifier(o);
+}
+
+Principal alice(std::int64_t exp = kNow + 600) {
+  Principal p;
+  p.subject = "alice";
+  p.tenant = "acme";
+  p.roles = {"user", "orders-admin"};
+  p.expires_at = exp;
+  return p;
+}
+
+std::string forge(const std::string& header, const std::string& payload, const std::string& key) {
+  auto t = base64url_encode(header) + "." + base64url_encode(payload);
+  return t + "." + base64url_encode(hmac_sha256(key, t));
+}
+
+std::string reason(const JwtVerifier& v, const std::string& token) {
+  try {
+    v.verify(token, kNow);
+  } catch (const JwtError& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+}  // namespace
+
+TEST(Jwt, SignedTokenVerifiesWithItsClaims) {
+  auto v = verifier();
+  auto p = v.verify(v.sign(alice(), kNow), kNow);
+  EXPECT_EQ(p.subject, "alice");
+  EXPECT_EQ(p.tenant, "acme");
+  EXPECT_EQ(p.roles, (std::vector<std::string>{"user", "orders-admin"}));
+  EXPECT_EQ(p.expires_at, kNow + 600);
+  EXPECT_EQ(p.actor(), "user:alice");
+}
+
+TEST(Jwt, TamperedPayloadIsRefused) {
+  auto v = verifier();
+  auto token = v.sign(alice(), kNow);
+  const auto d1 = token.find('.');
+  const auto d2 = token.find('.', d1 + 1);
+  auto payload = base64url_encode(
+      R"({"sub":"alice","tenant":"globex","roles":["super_admin"],"exp":1800000600})");
+  auto tampered = token.substr(0, d1 + 1) + payload + token.substr(d2);
+  EXPECT_EQ(reason(v, tampered), "token signature is invalid");
+  // One flipped signature character.
+  auto flipped = token;
+  flipped.back() = flipped.back() == 'A' ? 'B' : 'A';
+  EXPECT_EQ(reason(v, flipped), "token signature is invalid");
+}
+
+TEST(Jwt, AlgNoneAndOtherAlgorithmsAreRefused) {
+  auto v = verifier();
+  const std::string payload = R"({"sub":"alice","exp":1800000600})";
+  auto none = base64url_encode(R"({"alg":"none"})") + "." + base64url_encode(payload) + ".";
+  EXPECT_EQ(reason(v, none), "token algorithm is not HS256");
+  EXPECT_EQ(reason(v, forge(R"({"alg":"HS512"})", payload, kKey)), "token algorithm is not HS256");
+  EXPECT_EQ(reason(v, forge(R"({"typ":"JWT"})", payload, kKey)), "token algorithm is not HS256");
+  EXPECT_EQ(reason(v, forge(R"({"alg":"hs256"})", payload, kKey)), "token algorithm is not HS256");
+}
+
+TEST(Jwt, WrongKeyIsRefusedAndRotationAcceptsThePreviousKey) {
+  auto signer = verifier({kOther});
+  auto token = signer.sign(alice(), kNow);
+  EXPECT_EQ(reason(verifier({kKey}), token), "token signature is invalid");
+  EXPECT_EQ(reason(verifier({kKey, kOther}), token), "accepted");
+}
+
+TEST(Jwt, ExpiryAndNotBeforeHonourTheLeeway) {
+  auto v = verifier();
+  EXPECT_EQ(reason(v, v.sign(alice(kNow - 31), kNow - 600)), "token expired");
+  EXPECT_EQ(reason(v, v.sign(alice(kNow - 5), kNow - 600)), "accepted");  // within 30 s leeway
+  EXPECT_EQ(reason(v, forge(R"({"alg":"HS256"})", R"({"sub":"a"})", kKey)),
+            "token has no `exp` claim");
+  EXPECT_EQ(reason(v, forge(R"({"alg":"HS256"})",
+                            R"({"sub":"a","exp":1800000600,"nbf":1800000100})", kKey)),
+            "token not valid yet");
+}
+
+TEST(Jwt, MalformedTokensAreRefusedNotCrashed) {
+  auto v = verifier();
+  for (const std::string& t : std::vector<std::string>{"", "a", "a.b", "a.b.c.d", "!!!.???.###",
+                                                       "e30.e30.", "..", std::string(9000, 'a')}) {
+    EXPECT_NE(reason(v, t), "accepted") << t;
+  }
+  EXPECT_EQ(reason(v, forge(R"({"alg":"HS256"})", R"({"exp":1800000600})", kKey)),
+            "token has no subject");
+  EXPECT_EQ(reason(v, forge(R"({"alg":"HS256"})", R"({"sub":"a","exp":"soon"})", kKey)),
+            "token claim `exp` is not a number");
+  EXPECT_EQ(
+      reason(v, forge(R"({"alg":"HS256"})", R"({"sub":"a","exp":1800000600,"roles":"x"})", kKey)),
+      "token claim `roles` is not an array");
+}
+
+TEST(Jwt, IssuerAndAudienceAreCheckedWhenConfigured) {
+  JwtOptions o;
+  o.secrets = {kKey};
+  o.issuer = "switchboard";
+  o.audience = "edge";
+  JwtVerifier v(o);
+  EXPECT_EQ(reason(v, v.sign(alice(), kNow)), "accepted");
+  EXPECT_EQ(reason(v, verifier().sign(alice(), kNow)), "token issuer is not accepted");
+}
+
+TEST(Jwt, ShortOrMissingKeysAreRefusedAtConstruction) {
+  EXPECT_THROW(verifier({}), std::invalid_argument);
+  EXPECT_THROW(verifier({"short"}), std::invalid_argument);
+}
