@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # Runs a benchmark against throwaway servers (started in a temp folder, always
-# stopped):  scripts/bench.sh store|broker|projections|registry [benchmark arguments...]
-# Build is Release (build/release). Figures print beside their baselines.
+# stopped):  scripts/bench.sh store|broker|projections|registry|edge [benchmark arguments...]
+# Build is Release (build/release, or $SB_BUILD_DIR). Figures print beside their baselines.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-name="${1:?usage: scripts/bench.sh store|broker|projections|registry [args...]}"; shift
+name="${1:?usage: scripts/bench.sh store|broker|projections|registry|edge [args...]}"; shift
+build="${SB_BUILD_DIR:-build/release}"
 scripts/deps.sh >/dev/null
-cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/release -j "${SB_JOBS:-2}" --target "bench_$name"
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j "${SB_JOBS:-2}" --target "bench_$name"
 dir="$(mktemp -d "${TMPDIR:-/tmp}/sb-bench.XXXXXX")"
 trap 'scripts/servers.sh down "$dir" --kill >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT INT TERM
 scripts/servers.sh up "$dir"
 set -a; source "$dir/env"; set +a
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 case "$name" in
-  store) build/release/bench/store/bench_store "$SB_POSTGRES_URL" "$SB_RABBITMQ_URL" "$@" ;;
-  broker) build/release/bench/broker/bench_broker "$SB_RABBITMQ_URL" "$@" ;;
-  projections) build/release/bench/projections/bench_projections "$SB_POSTGRES_URL" "$@" ;;
-  registry) build/release/bench/registry/bench_registry "$SB_POSTGRES_URL" "$SB_RABBITMQ_URL" "$@" ;;
-  *) echo "unknown benchmark '$name' (store, broker, projections, registry)" >&2; exit 2 ;;
+  store) "$build"/bench/store/bench_store "$SB_POSTGRES_URL" "$SB_RABBITMQ_URL" "$@" ;;
+  broker) "$build"/bench/broker/bench_broker "$SB_RABBITMQ_URL" "$@" ;;
+  projections) "$build"/bench/projections/bench_projections "$SB_POSTGRES_URL" "$@" ;;
+  registry) "$build"/bench/registry/bench_registry "$SB_POSTGRES_URL" "$SB_RABBITMQ_URL" "$@" ;;
+  # Builds and runs sb-store, sb-registry, sb-edge, sb-test-plugin and nginx itself.
+  edge) "$build"/bench/edge/bench_edge "$SB_RABBITMQ_URL" "$SB_POSTGRES_URL" "$SB_REDIS_URL" \
+          --build "$build" "$@" ;;
+  *) echo "unknown benchmark '$name' (store, broker, projections, registry, edge)" >&2; exit 2 ;;
 esac
