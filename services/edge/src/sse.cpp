@@ -101,8 +101,13 @@ struct SseHub::Impl : std::enable_shared_from_this<SseHub::Impl> {
           try {
             auto head = reader.head().value();
             std::lock_guard relock(mu);
-            if (head > cursor) cursor = head;
+            // Skip ahead only while still nobody listens: a client that
+            // registered meanwhile starts at the old cursor and needs the
+            // events after it pushed (next round).
+            if (clients.empty() && head > cursor) cursor = head;
+            if (!cursor_known) cursor = std::max(cursor, head);
             cursor_known = true;
+            if (!clients.empty()) wake = true;
           } catch (const std::exception& e) {
             log::warn("sse tail cannot read the head", {{"error", e.what()}});
           }
@@ -128,8 +133,12 @@ struct SseHub::Impl : std::enable_shared_from_this<SseHub::Impl> {
       auto page = reader.read_all(events::Position(after), events::Filter{}, options.page);
       std::vector<std::shared_ptr<Client>> targets;
       {
+        // One step: who gets this page, and where a client registering from
+        // now on starts its catch-up. A client registered before gets the
+        // page pushed; one registered after reads it from the database.
         std::lock_guard lock(mu);
         for (const auto& [id, c] : clients) targets.push_back(c);
+        if (page.scanned_to.value() > cursor) cursor = page.scanned_to.value();
       }
       for (const auto& e : page.events) {
         std::string frame;
@@ -146,11 +155,6 @@ struct SseHub::Impl : std::enable_shared_from_this<SseHub::Impl> {
           }
           c->cv.notify_one();
         }
-      }
-      {
-        // Clients registered from here on start after the new cursor.
-        std::lock_guard lock(mu);
-        if (page.scanned_to.value() > cursor) cursor = page.scanned_to.value();
       }
       if (page.at_head() || page.scanned_to.value() <= after) return;
     }
@@ -263,7 +267,7 @@ HttpResponse SseHub::open(const events::Filter& filter, std::int64_t last_id) {
       m().clients.set(static_cast<double>(impl->clients.size()));
     }
   };
-  auto leave = std::make_shared<Leave>(Leave{impl, id});
+  std::shared_ptr<Leave> leave(new Leave{impl, id});  // no temporary: its destructor unregisters
   HttpResponse r;
   r.content_type = "text/event-stream";
   r.set_header("cache-control", "no-cache");

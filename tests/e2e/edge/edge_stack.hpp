@@ -179,6 +179,8 @@ class Stack {
     edge = std::make_unique<Proc>(
         "sb-edge", "services/edge/sb-edge",
         std::map<std::string, std::string>{{"SB_RABBITMQ_URL", amqp},
+                                           {"SB_POSTGRES_URL", db},
+                                           {"SB_SSE_PING", "1s"},
                                            {"SB_REDIS_URL", tst::servers().redis_url},
                                            {"SB_HTTP_PORT", std::to_string(edge_port)},
                                            {"SB_AUTH_JWT_SECRET", kJwtSecret},
