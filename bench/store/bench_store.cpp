@@ -6,19 +6,28 @@
 //      per "append", by the same number of connections;
 //   2. publishing: the store's ordered, confirmed publisher draining stored
 //      events to sb.events, beside plain rabbitmq-c confirmed publishing of
-//      the same bodies with the same window;
+//      the same bodies with the same window (3 alternating rounds, medians);
+//      for information also the publisher with page prefetch, and plain
+//      rabbitmq-c sending the store's message properties and headers too;
 //   3. end to end: appends and publishing together; latency from commit
-//      (recorded_at) to delivery to a consumer, p50/p99.
-// Usage: bench_store POSTGRES_URL AMQP_URL [--quick]   (scripts/bench.sh store)
+//      (recorded_at) to delivery to a consumer, p50/p99 — with committed
+//      events handed to the publisher in memory (as the store runs) and, for
+//      comparison, read back from PostgreSQL; unpaced and paced.
+// Usage: bench_store POSTGRES_URL AMQP_URL [--quick] [--only appends|publish|e2e] [--epa N]
+//        (scripts/bench.sh store [options]); --epa limits section 1 to N events per append.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <future>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <amqp.h>
 
 #include "raw_amqp.hpp"
 #include "switchboard/broker/consumer.hpp"
@@ -38,6 +47,8 @@ namespace {
 std::string g_pg;
 std::string g_amqp;
 bool g_quick = false;
+std::string g_only;  // empty: every section
+int g_epa = 0;       // 0: 1, 10 and 100 events per append
 
 pg::ConnectOptions db_options(const std::string& url) {
   pg::ConnectOptions o;
@@ -172,6 +183,7 @@ void section_appends() {
   std::printf("\n1. Committed appends (events/s)\n");
   std::printf("%-8s %-8s %14s %14s %8s\n", "ev/app", "writers", "store", "raw INSERT", "ratio");
   for (int epa : {1, 10, 100}) {
+    if (g_epa != 0 && epa != g_epa) continue;
     for (int writers : {1, 8, 64}) {
       std::int64_t total = epa == 1 ? (writers == 1 ? 3000 : 20000) : (epa == 10 ? 60000 : 200000);
       if (g_quick) total /= 10;
@@ -207,54 +219,182 @@ bool wait_for(const std::function<bool()>& pred, std::chrono::seconds deadline) 
   return true;
 }
 
+// What the store sends besides the body: message_id, type and the headers
+// position, tenant and x-correlation-id (docs/protocol.md).
+struct RawProps {
+  std::string id;
+  std::string tenant;
+  std::string correlation;
+  std::int64_t position = 0;
+};
+
+// raw_publish_confirmed with the store's properties on every message: shows
+// what those properties cost the broker, apart from the client.
+void raw_publish_confirmed_with_props(const std::string& url, const std::vector<std::string>& keys,
+                                      const std::vector<std::string>& bodies,
+                                      const std::vector<RawProps>& props, std::size_t window) {
+  bench::RawConnection r(url, true);
+  auto bytes = [](const std::string& v) {
+    return amqp_bytes_t{v.size(), const_cast<char*>(v.data())};
+  };
+  const std::string content_type = "application/json";
+  const std::string exchange = "sb.events";
+  const std::uint64_t n = bodies.size();
+  std::vector<bool> acked(n + 1, false);
+  std::uint64_t sent = 0;
+  std::uint64_t confirmed = 0;
+  while (confirmed < n) {
+    while (sent < n && sent - confirmed < window) {
+      const auto& pr = props[sent];
+      amqp_table_entry_t entries[3];
+      entries[0].key = amqp_cstring_bytes("position");
+      entries[0].value.kind = AMQP_FIELD_KIND_I64;
+      entries[0].value.value.i64 = pr.position;
+      entries[1].key = amqp_cstring_bytes("tenant");
+      entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
+      entries[1].value.value.bytes = bytes(pr.tenant);
+      entries[2].key = amqp_cstring_bytes("x-correlation-id");
+      entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
+      entries[2].value.value.bytes = bytes(pr.correlation);
+      amqp_basic_properties_t p{};
+      p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                 AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_HEADERS_FLAG;
+      p.content_type = bytes(content_type);
+      p.delivery_mode = 2;
+      p.message_id = bytes(pr.id);
+      p.type = bytes(keys[sent]);
+      p.headers.num_entries = 3;
+      p.headers.entries = entries;
+      if (amqp_basic_publish(r.c, 1, bytes(exchange), bytes(keys[sent]), 0, 0, &p,
+                             bytes(bodies[sent])) != AMQP_STATUS_OK) {
+        throw std::runtime_error("raw amqp: publish failed");
+      }
+      ++sent;
+    }
+    amqp_frame_t f;
+    if (amqp_simple_wait_frame(r.c, &f) != AMQP_STATUS_OK)
+      throw std::runtime_error("raw amqp: wait");
+    if (f.frame_type != AMQP_FRAME_METHOD) continue;
+    if (f.payload.method.id == AMQP_BASIC_NACK_METHOD) throw std::runtime_error("raw amqp: nack");
+    if (f.payload.method.id != AMQP_BASIC_ACK_METHOD) continue;
+    const auto* a = static_cast<const amqp_basic_ack_t*>(f.payload.method.decoded);
+    const std::uint64_t lo = a->multiple != 0 ? 1 : a->delivery_tag;
+    for (std::uint64_t t = lo; t <= a->delivery_tag; ++t) {
+      if (!acked[t]) {
+        acked[t] = true;
+        ++confirmed;
+      }
+    }
+    amqp_maybe_release_buffers(r.c);
+  }
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Rounds alternate the publishers, so that load from elsewhere on the box
+// falls on all of them; ratios are of the medians.
 void section_publish() {
   const std::int64_t n = g_quick ? 10000 : 50000;
   auto url = fresh_db("bench_store_publish");
   store_appends(url, 100, 8, n);  // n events stored, none published yet
   bench::raw_bind_queue(g_amqp, "bench.sink", "sb.events", "#");
 
-  double store_rate = 0;
-  {
-    store::EventPublisher publisher(publisher_options(url));
-    publisher.start();
-    auto t0 = Clock::now();
-    publisher.on_active(n);
-    if (!wait_for([&] { return publisher.published() >= n; }, std::chrono::seconds(120))) {
-      throw std::runtime_error("store publisher did not finish");
-    }
-    store_rate = static_cast<double>(n) / seconds_since(t0);
-    publisher.stop(Clock::now());
-  }
-  bench::raw_purge_queue(g_amqp, "bench.sink");
-
-  // The same envelopes, published by plain rabbitmq-c with the same window.
+  // The same envelopes, for plain rabbitmq-c with the same window.
   std::vector<std::string> keys;
   std::vector<std::string> bodies;
+  std::vector<RawProps> props;
   {
     pg::Connection c(db_options(url));
     auto rows = c.exec(
         "SELECT type, json_build_object('id', id, 'type', type, 'schema', schema_version, "
         "'stream', stream, 'version', version, 'position', position, 'tenant', tenant, "
         "'occurred_at', occurred_at, 'recorded_at', recorded_at, 'correlation_id', correlation_id, "
-        "'data', data, 'meta', meta)::text FROM events ORDER BY position");
+        "'data', data, 'meta', meta)::text, id::text, tenant, correlation_id, position "
+        "FROM events ORDER BY position");
     for (const auto& r : rows) {
       keys.push_back(r[0].get<std::string>());
       bodies.push_back(r[1].get<std::string>());
+      props.push_back({r[2].get<std::string>(), r[3].get<std::string>(), r[4].get<std::string>(),
+                       r[5].get<std::int64_t>()});
     }
   }
-  auto t0 = Clock::now();
-  bench::raw_publish_confirmed(g_amqp, "sb.events", keys, bodies, 2048);
-  double raw_rate = static_cast<double>(n) / seconds_since(t0);
-  bench::raw_purge_queue(g_amqp, "bench.sink");
+
+  auto store_run = [&](bool prefetch) {
+    // A fresh checkpoint: every round publishes all n stored events.
+    {
+      pg::Connection c(db_options(url));
+      c.exec("UPDATE store_positions SET position = 0 WHERE name = 'published'");
+    }
+    auto o = publisher_options(url);
+    o.prefetch = prefetch;
+    store::EventPublisher publisher(o);
+    publisher.start();
+    auto t0 = Clock::now();
+    publisher.on_active(n);
+    if (!wait_for([&] { return publisher.published() >= n; }, std::chrono::seconds(120))) {
+      throw std::runtime_error("store publisher did not finish");
+    }
+    double rate = static_cast<double>(n) / seconds_since(t0);
+    publisher.stop(Clock::now());
+    bench::raw_purge_queue(g_amqp, "bench.sink");
+    return rate;
+  };
+  auto raw_run = [&](bool with_props) {
+    auto t0 = Clock::now();
+    if (with_props) {
+      raw_publish_confirmed_with_props(g_amqp, keys, bodies, props, 2048);
+    } else {
+      bench::raw_publish_confirmed(g_amqp, "sb.events", keys, bodies, 2048);
+    }
+    double rate = static_cast<double>(n) / seconds_since(t0);
+    bench::raw_purge_queue(g_amqp, "bench.sink");
+    return rate;
+  };
+
+  const int rounds = g_quick ? 1 : 3;
+  std::vector<double> store_rates, store_pf_rates, raw_rates, raw_props_rates;
   std::printf("\n2. Publishing stored events to sb.events (events/s, %lld events, window 2048)\n",
               static_cast<long long>(n));
-  std::printf("%-28s %14.0f\n%-28s %14.0f\n%-28s %14.2f   (goal >= 0.8)\n", "store publisher",
-              store_rate, "plain rabbitmq-c, confirms", raw_rate, "ratio", store_rate / raw_rate);
+  std::printf("%-7s %12s %14s %12s %14s\n", "round", "store", "(prefetch on)", "plain",
+              "(+properties)");
+  for (int r = 0; r < rounds; ++r) {
+    store_rates.push_back(store_run(false));
+    raw_rates.push_back(raw_run(false));
+    store_pf_rates.push_back(store_run(true));
+    raw_props_rates.push_back(raw_run(true));
+    std::printf("%-7d %12.0f %14.0f %12.0f %14.0f\n", r + 1, store_rates.back(),
+                store_pf_rates.back(), raw_rates.back(), raw_props_rates.back());
+    std::fflush(stdout);
+  }
+  const double s = median(store_rates);
+  const double raw = median(raw_rates);
+  std::printf("%-36s %12.0f\n%-36s %12.0f\n%-36s %12.2f   (goal >= 0.8)\n",
+              "store publisher (median)", s, "plain rabbitmq-c, confirms (median)", raw, "ratio",
+              s / raw);
+  std::printf("%-36s %12.2f   (information)\n", "  store with prefetch on / plain",
+              median(store_pf_rates) / raw);
+  std::printf("%-36s %12.2f   (information: plain + message_id, type, headers)\n",
+              "  store / plain with store's props", s / median(raw_props_rates));
   std::fflush(stdout);
 }
 
-void section_end_to_end() {
-  const std::int64_t n = g_quick ? 10000 : 50000;
+struct EndToEnd {
+  double append_rate = 0;
+  double overall = 0;
+  double p50 = 0;
+  double p99 = 0;
+  bool all = false;
+};
+
+// handoff: wired as the store wires them (committed events handed over in
+// memory); otherwise the publisher only learns the head and reads every
+// event back from PostgreSQL (how it worked before the hand-off).
+// rate: events/s the writers offer together (paced), 0 for as fast as they can.
+EndToEnd end_to_end_run(bool handoff, int rate) {
+  const std::int64_t n = (g_quick ? 10000 : 50000) / (rate > 0 ? 2 : 1);
   auto url = fresh_db("bench_store_e2e");
   bench::raw_bind_queue(g_amqp, "bench.sink", "sb.events", "#");
   std::mutex mutex;
@@ -281,14 +421,30 @@ void section_end_to_end() {
   publisher.start();
   store::WriterOptions wo;
   wo.connection = db_options(url);
-  store::Writer writer(wo,
-                       {.on_active = [&](std::int64_t h) { publisher.on_active(h); },
-                        .on_standby = [&] { publisher.on_standby(); },
-                        .on_commit = [&](const auto&, std::int64_t h) { publisher.on_commit(h); }});
+  store::CommitListener listener;
+  listener.on_active = [&](std::int64_t h) { publisher.on_active(h); };
+  listener.on_standby = [&] { publisher.on_standby(); };
+  if (handoff) {
+    listener.on_commit_batch = [&](store::EventPublisher::Batch b, std::int64_t h) {
+      publisher.on_commit(std::move(b), h);
+    };
+  } else {
+    listener.on_commit = [&](const auto&, std::int64_t h) { publisher.on_commit(h); };
+  }
+  store::Writer writer(wo, listener);
   writer.start();
   wait_for([&] { return writer.active(); }, std::chrono::seconds(10));
   auto t0 = Clock::now();
-  double append_rate = run_threads(8, n, [&](int w, std::int64_t k) -> std::int64_t {
+  EndToEnd out;
+  // Paced: writer w's append k is due at t0 + (k + w/8) * 8 * 10 / rate.
+  const auto interval =
+      rate > 0 ? std::chrono::duration<double>(80.0 / rate) : std::chrono::duration<double>(0);
+  out.append_rate = run_threads(8, n, [&](int w, std::int64_t k) -> std::int64_t {
+    if (rate > 0) {
+      std::this_thread::sleep_until(
+          t0 + std::chrono::duration_cast<Clock::duration>(
+                   interval * (static_cast<double>(k) + static_cast<double>(w) / 8.0)));
+    }
     store::AppendRequest r{
         events::StreamId("s-" + std::to_string(w) + "-" + std::to_string(k % 100)),
         events::ExpectedVersion::any(),
@@ -302,40 +458,85 @@ void section_end_to_end() {
     f.get();
     return 10;
   });
-  bool all = wait_for(
+  out.all = wait_for(
       [&] {
         std::lock_guard lock(mutex);
         return static_cast<std::int64_t>(latencies_ms.size()) >= n;
       },
       std::chrono::seconds(120));
-  double overall = static_cast<double>(n) / seconds_since(t0);
+  out.overall = static_cast<double>(n) / seconds_since(t0);
   std::vector<double> copy;
   {
     std::lock_guard lock(mutex);
     copy = latencies_ms;
   }
+  out.p50 = bench::percentile(copy, 50);
+  out.p99 = bench::percentile(copy, 99);
+  writer.stop(Clock::now());
+  publisher.stop(Clock::now());
+  return out;
+}
+
+void section_end_to_end() {
   std::printf("\n3. End to end: 8 writers x 10 events/append, store publishing, one consumer\n");
-  std::printf("%-34s %12.0f events/s\n%-34s %12.0f events/s%s\n", "appends committed", append_rate,
-              "appended and delivered", overall, all ? "" : "   (NOT all delivered)");
-  std::printf("%-34s p50 %.0f ms, p99 %.0f ms (ms resolution)\n", "commit -> delivered latency",
-              bench::percentile(copy, 50), bench::percentile(copy, 99));
+  std::printf("   (alternating: committed events handed over in memory, as the store runs, and\n");
+  std::printf("   read back from PostgreSQL, as before the hand-off)\n");
+  std::printf("%-22s %14s %14s %16s\n", "publisher gets", "committed/s", "delivered/s",
+              "commit->delivered");
+  const int rounds = g_quick ? 1 : 2;
+  for (int rate : {0, 3000}) {
+    if (rate == 0) {
+      std::printf("as fast as the writers go (the broker's backlog is in the latency):\n");
+    } else {
+      std::printf("paced: the writers offer %d events/s together:\n", rate);
+    }
+    for (int r = 0; r < rounds; ++r) {
+      for (bool handoff : {true, false}) {
+        auto e = end_to_end_run(handoff, rate);
+        std::printf("%-22s %14.0f %14.0f   p50 %4.0f ms, p99 %4.0f ms%s\n",
+                    handoff ? "events in memory" : "head only (read back)", e.append_rate,
+                    e.overall, e.p50, e.p99, e.all ? "" : "   (NOT all delivered)");
+        std::fflush(stdout);
+      }
+    }
+  }
+  std::printf("(latency: recorded_at to the consumer's handler, ms resolution)\n");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  const char* usage =
+      "usage: bench_store POSTGRES_URL AMQP_URL [--quick] [--only appends|publish|e2e] "
+      "[--epa 1|10|100]\n";
   if (argc < 3) {
-    std::fprintf(stderr, "usage: bench_store POSTGRES_URL AMQP_URL [--quick]\n");
+    std::fprintf(stderr, "%s", usage);
     return 2;
   }
   g_pg = argv[1];
   g_amqp = argv[2];
-  g_quick = argc > 3 && std::string(argv[3]) == "--quick";
+  for (int i = 3; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick") {
+      g_quick = true;
+    } else if (a == "--only" && i + 1 < argc) {
+      g_only = argv[++i];
+    } else if (a == "--epa" && i + 1 < argc) {
+      g_epa = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "%s", usage);
+      return 2;
+    }
+  }
+  if (!g_only.empty() && g_only != "appends" && g_only != "publish" && g_only != "e2e") {
+    std::fprintf(stderr, "%s", usage);
+    return 2;
+  }
   log::init(
       {.service = "bench", .instance = "", .level = log::Level::warn, .json = true, .file = ""});
   std::printf("Switchboard event store benchmark%s\n", g_quick ? " (quick)" : "");
-  section_appends();
-  section_publish();
-  section_end_to_end();
+  if (g_only.empty() || g_only == "appends") section_appends();
+  if (g_only.empty() || g_only == "publish") section_publish();
+  if (g_only.empty() || g_only == "e2e") section_end_to_end();
   return 0;
 }

@@ -2,40 +2,7 @@
 
 #include "switchboard/events/reader.hpp"
 
-#include <map>
-#include <mutex>
-
 namespace sb::store::sql {
-namespace {
-
-constexpr std::size_t kColumns = 14;
-// 65535 parameters per statement at most; 500 rows keeps statements modest.
-constexpr std::size_t kRowsPerInsert = 500;
-
-const std::string& insert_sql(std::size_t rows) {
-  static std::mutex mutex;
-  static std::map<std::size_t, std::string> cache;
-  std::lock_guard lock(mutex);
-  auto& sql = cache[rows];
-  if (sql.empty()) {
-    sql =
-        "INSERT INTO events (position, id, stream, version, type, schema_version, tenant, "
-        "occurred_at, recorded_at, correlation_id, causation_id, actor, data, meta) VALUES ";
-    std::size_t p = 1;
-    for (std::size_t r = 0; r < rows; ++r) {
-      sql += r == 0 ? "(" : ",(";
-      for (std::size_t c = 0; c < kColumns; ++c) {
-        if (c > 0) sql += ',';
-        sql += '$';
-        sql += std::to_string(p++);
-      }
-      sql += ')';
-    }
-  }
-  return sql;
-}
-
-}  // namespace
 
 std::int64_t load_head(pg::Connection& c) {
   return c.exec("SELECT coalesce(max(position), 0) FROM events").one()[0].get<std::int64_t>();
@@ -79,28 +46,43 @@ std::unordered_map<std::string, StoredEvent> load_events_by_id(
 }
 
 void insert_events(pg::Transaction& tx, const std::vector<events::Event>& rows) {
-  for (std::size_t start = 0; start < rows.size(); start += kRowsPerInsert) {
-    std::size_t n = std::min(kRowsPerInsert, rows.size() - start);
-    pg::Params params;
-    for (std::size_t i = start; i < start + n; ++i) {
-      const auto& e = rows[i];
-      params.add(e.position.value())
-          .add(e.id.value())
-          .add(e.stream.value())
-          .add(e.version.value())
-          .add(e.type.value())
-          .add(e.schema_version)
-          .add(e.tenant.value())
-          .add(events::format_rfc3339_ms(e.occurred_at))
-          .add(events::format_rfc3339_ms(e.recorded_at))
-          .add(e.correlation_id.value())
-          .add(e.causation_id ? pg::Param(e.causation_id->value()) : pg::Param(std::nullopt))
-          .add(e.actor ? pg::Param(e.actor->value()) : pg::Param(std::nullopt))
-          .add(e.data.text())
-          .add(e.meta.text());
+  static const std::vector<std::string> kColumnNames = {
+      "position",       "id",     "stream",      "version",     "type",
+      "schema_version", "tenant", "occurred_at", "recorded_at", "correlation_id",
+      "causation_id",   "actor",  "data",        "meta"};
+  if (rows.empty()) return;
+  auto copy = tx.copy_in("events", kColumnNames);
+  // One batch shares its recorded_at: format it once.
+  events::Timestamp recorded_for{};
+  std::string recorded_text;
+  for (const auto& e : rows) {
+    if (recorded_text.empty() || e.recorded_at != recorded_for) {
+      recorded_for = e.recorded_at;
+      recorded_text = events::format_rfc3339_ms(e.recorded_at);
     }
-    tx.exec(insert_sql(n), params);
+    copy.integer(e.position.value())
+        .text(e.id.value())
+        .text(e.stream.value())
+        .integer(e.version.value())
+        .text(e.type.value())
+        .integer(e.schema_version)
+        .text(e.tenant.value())
+        .text(events::format_rfc3339_ms(e.occurred_at))
+        .text(recorded_text)
+        .text(e.correlation_id.value());
+    if (e.causation_id) {
+      copy.text(e.causation_id->value());
+    } else {
+      copy.null();
+    }
+    if (e.actor) {
+      copy.text(e.actor->value());
+    } else {
+      copy.null();
+    }
+    copy.text(e.data.text()).text(e.meta.text()).end_row();
   }
+  copy.finish();
 }
 
 void upsert_streams(pg::Transaction& tx, const std::vector<StreamRow>& rows) {

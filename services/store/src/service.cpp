@@ -145,30 +145,29 @@ void build(app::Lifecycle& lifecycle, const config::Config& cfg) {
   // The endpoints are created after the writer; the listener reaches them
   // through this slot.
   auto endpoints_slot = std::make_shared<Endpoints*>(nullptr);
-  CommitListener listener{.on_active =
-                              [&publisher, &catalog_holder, endpoints_slot](std::int64_t head) {
-                                // Types registered while this store was standby, before it serves.
-                                try {
-                                  catalog_holder.catch_up();
-                                } catch (const std::exception& e) {
-                                  log::error("catalog catch-up failed", {{"error", e.what()}});
-                                }
-                                publisher.on_active(head);
-                                if (*endpoints_slot != nullptr)
-                                  (*endpoints_slot)->on_writer_state_changed();
-                              },
-                          .on_standby =
-                              [&publisher, endpoints_slot] {
-                                publisher.on_standby();
-                                if (*endpoints_slot != nullptr)
-                                  (*endpoints_slot)->on_writer_state_changed();
-                              },
-                          .on_commit =
-                              [&publisher, &catalog_holder](
-                                  const std::vector<events::Event>& committed, std::int64_t head) {
-                                catalog_holder.on_commit(committed);
-                                publisher.on_commit(head);
-                              }};
+  CommitListener listener{
+      .on_active =
+          [&publisher, &catalog_holder, endpoints_slot](std::int64_t head) {
+            // Types registered while this store was standby, before it serves.
+            try {
+              catalog_holder.catch_up();
+            } catch (const std::exception& e) {
+              log::error("catalog catch-up failed", {{"error", e.what()}});
+            }
+            publisher.on_active(head);
+            if (*endpoints_slot != nullptr) (*endpoints_slot)->on_writer_state_changed();
+          },
+      .on_standby =
+          [&publisher, endpoints_slot] {
+            publisher.on_standby();
+            if (*endpoints_slot != nullptr) (*endpoints_slot)->on_writer_state_changed();
+          },
+      .on_commit = {},
+      .on_commit_batch =
+          [&publisher, &catalog_holder](EventPublisher::Batch committed, std::int64_t head) {
+            catalog_holder.on_commit(*committed);
+            publisher.on_commit(std::move(committed), head);
+          }};
   auto& writer = lifecycle.emplace<Writer>(wo, listener);
 
   RetentionOptions ro;

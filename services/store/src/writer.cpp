@@ -360,6 +360,7 @@ class Writer::Impl {
             events::Position(acc->first_position + offset), r.tenant, recorded_at));
       }
     }
+    std::size_t committed_events = 0;
     if (!rows.empty()) {
       auto tx = conn_->begin();
       sql::insert_events(tx, rows);
@@ -392,7 +393,10 @@ class Writer::Impl {
       m().head.set(static_cast<double>(plan.new_head));
       m().batches.inc();
       m().events.inc(rows.size());
-      if (listener_.on_commit) listener_.on_commit(rows, plan.new_head);
+      committed_events = rows.size();
+      auto committed = std::make_shared<const std::vector<events::Event>>(std::move(rows));
+      if (listener_.on_commit) listener_.on_commit(*committed, plan.new_head);
+      if (listener_.on_commit_batch) listener_.on_commit_batch(std::move(committed), plan.new_head);
     }
 
     // Answers, in request order.
@@ -432,9 +436,9 @@ class Writer::Impl {
     m().conflicts.inc(conflicts);
     m().duplicates.inc(duplicates);
     std::lock_guard lock(stats_mutex_);
-    stats_.batches += rows.empty() ? 0U : 1U;
+    stats_.batches += committed_events == 0 ? 0U : 1U;
     stats_.requests += batch.size();
-    stats_.events += rows.size();
+    stats_.events += committed_events;
     stats_.conflicts += conflicts;
     stats_.duplicates += duplicates;
     return true;

@@ -405,6 +405,51 @@ class Connection {
   std::unique_ptr<Impl> impl_;
 };
 
+/// COPY ... FROM STDIN (text format) inside a transaction: the bulk way to
+/// insert many rows (a third fewer server cycles per row than a multi-row
+/// INSERT, and no parameter limit). Values are escaped as they are added and
+/// sent in chunks while the caller keeps adding rows, so the server parses
+/// while the client formats. Get one from Transaction::copy_in.
+///
+/// Constraint violations (e.g. UniqueViolation) and a lost connection are
+/// reported by add calls or by finish(), with the same Error types as exec.
+/// While a copy is open, its transaction runs nothing else. A copy destroyed
+/// without finish() (an exception while adding rows) ends the COPY with only
+/// some rows, so its transaction then refuses to commit (UsageError, and it
+/// is aborted). It must not outlive its Transaction.
+class CopyIn {
+ public:
+  ~CopyIn();
+  CopyIn(CopyIn&&) noexcept;
+  CopyIn& operator=(CopyIn&&) noexcept;
+  CopyIn(const CopyIn&) = delete;
+  CopyIn& operator=(const CopyIn&) = delete;
+
+  /// The next column of the current row, as text the server parses into the
+  /// column's type (like a Param).
+  CopyIn& text(std::string_view value);
+  CopyIn& integer(std::int64_t value);
+  /// SQL NULL.
+  CopyIn& null();
+  template <class T>
+  CopyIn& optional_text(const std::optional<T>& value) {
+    return value ? text(*value) : null();
+  }
+  /// Ends the current row; throws UsageError when it has the wrong number of
+  /// columns.
+  CopyIn& end_row();
+
+  /// Sends what is left and ends the COPY; returns the rows written.
+  std::uint64_t finish();
+
+  struct Impl;
+
+ private:
+  friend class Transaction;
+  explicit CopyIn(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
 /// Aborted on destruction unless committed.
 class Transaction {
  public:
@@ -415,6 +460,10 @@ class Transaction {
   Transaction& operator=(const Transaction&) = delete;
 
   Result exec(std::string_view sql, const Params& params = {});
+  /// Starts COPY table (columns...) FROM STDIN. `table` and `columns` are
+  /// identifiers from the caller's code (letters, digits, '_' and '.'; never
+  /// input): UsageError otherwise.
+  CopyIn copy_in(std::string_view table, const std::vector<std::string>& columns);
   /// Throws InDoubtError when the connection is lost during COMMIT, and a
   /// QueryError (e.g. SerializationFailure) when the server refused it.
   void commit();

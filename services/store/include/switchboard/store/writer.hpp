@@ -39,7 +39,7 @@ struct AppendRequest {
   /// when it passes is refused with `deadline_exceeded` and never stored, so a
   /// caller that gave up (an edge that answered 504) never sees it applied.
   /// Once an append has entered a commit it is always decided, late or not.
-  std::optional<std::chrono::system_clock::time_point> deadline;
+  std::optional<std::chrono::system_clock::time_point> deadline = std::nullopt;
 };
 
 /// The writer's answer. Exactly one of the kinds; positions per event.
@@ -79,6 +79,11 @@ struct CommitListener {
   std::function<void(std::int64_t head)> on_active;  // lock taken; head loaded
   std::function<void()> on_standby;                  // lock lost or released
   std::function<void(const std::vector<events::Event>& committed, std::int64_t head)> on_commit;
+  /// The same commit, for a listener that keeps the events (no copy); called
+  /// right after on_commit.
+  std::function<void(std::shared_ptr<const std::vector<events::Event>> committed,
+                     std::int64_t head)>
+      on_commit_batch = {};
 };
 
 class Writer : public app::Component {
