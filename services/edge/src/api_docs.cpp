@@ -6,6 +6,7 @@
 
 #include <map>
 #include <set>
+#include <vector>
 
 #include "switchboard/edge/http.hpp"
 #include "switchboard/shared/json.hpp"
@@ -106,6 +107,203 @@ Value public_security(Alloc& a) {
   (void)a;
 }
 
+Value query_doc(const std::string& name, const char* type, const char* description, Alloc& a) {
+  Value p(rapidjson::kObjectType);
+  p.AddMember("name", str(name, a), a);
+  p.AddMember("in", "query", a);
+  p.AddMember("required", false, a);
+  p.AddMember("description", str(description, a), a);
+  Value s(rapidjson::kObjectType);
+  s.AddMember("type", str(type, a), a);
+  p.AddMember("schema", s, a);
+  return p;
+}
+
+struct QueryDoc {
+  const char* name;
+  const char* type;
+  const char* description;
+};
+
+// One platform endpoint of the events and operator APIs.
+void platform(Value& paths, const std::string& path, const std::string& method,
+              std::string_view summary, std::initializer_list<QueryDoc> query,
+              std::initializer_list<std::pair<const char*, const char*>> ok,
+              std::initializer_list<std::pair<const char*, const char*>> errors, Alloc& a,
+              const char* body_schema = nullptr, const char* roles = nullptr) {
+  auto op = operation(summary, a);
+  Value params(rapidjson::kArrayType);
+  for (const auto& p : template_params(path)) params.PushBack(path_param(p, a), a);
+  for (const auto& q : query) params.PushBack(query_doc(q.name, q.type, q.description, a), a);
+  op.AddMember("parameters", params, a);
+  if (body_schema) {
+    Value body(rapidjson::kObjectType);
+    body.AddMember("required", true, a);
+    Value content(rapidjson::kObjectType);
+    Value media(rapidjson::kObjectType);
+    media.AddMember("schema", Value(json::parse(body_schema), a), a);
+    content.AddMember("application/json", media, a);
+    body.AddMember("content", content, a);
+    op.AddMember("requestBody", body, a);
+  }
+  if (roles) {
+    Value rs(rapidjson::kArrayType);
+    std::string_view list = roles;
+    while (!list.empty()) {
+      auto comma = list.find(',');
+      rs.PushBack(str(list.substr(0, comma), a), a);
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    }
+    op.AddMember("x-roles", rs, a);
+  }
+  Value rs(rapidjson::kObjectType);
+  for (const auto& [code, text] : ok) rs.AddMember(str(code, a), response(text, false, a), a);
+  add_errors(rs, errors, a);
+  op.AddMember("responses", rs, a);
+  put(paths, path, method, std::move(op), a);
+}
+
+void add_events_and_admin(Value& paths, Alloc& a) {
+  const std::initializer_list<QueryDoc> filters = {
+      {"type", "string", "comma-separated event types or AMQP-style patterns (* and #)"},
+      {"tenant", "string", "a tenant (only a super admin may name another than its own)"},
+      {"stream", "string", "one stream id"},
+      {"actor", "string", "events recorded with this actor, e.g. user:alice"},
+      {"correlation_id", "string", "events of one flow"},
+      {"from", "string", "recorded_at >= this RFC 3339 time"},
+      {"to", "string", "recorded_at < this RFC 3339 time"},
+      {"from_position", "integer", "first position (inclusive)"},
+      {"to_position", "integer", "last position (inclusive)"},
+  };
+  std::vector<QueryDoc> list(filters);
+  list.push_back({"after", "integer", "cursor: the `next` of the previous page (exclusive)"});
+  list.push_back({"limit", "integer", "page size (default 100, at most 1000)"});
+  list.push_back({"format", "string", "ndjson or csv (or Accept: application/x-ndjson, text/csv)"});
+  const std::initializer_list<std::pair<const char*, const char*>> read_errors = {
+      {"400", "Bad parameter (details.parameter)"},
+      {"401", "Unauthenticated"},
+      {"403", "Another tenant"},
+      {"503", "No event database configured"}};
+  // GET /api/v1/events: the filters above plus paging.
+  {
+    auto op = operation(
+        "Events by position with filters: JSON pages {events, head, next, at_head}; the whole "
+        "range as NDJSON or CSV, streamed",
+        a);
+    Value params(rapidjson::kArrayType);
+    for (const auto& q : list) params.PushBack(query_doc(q.name, q.type, q.description, a), a);
+    op.AddMember("parameters", params, a);
+    Value rs(rapidjson::kObjectType);
+    rs.AddMember("200", response("A page, or the NDJSON/CSV export", false, a), a);
+    add_errors(rs, read_errors, a);
+    op.AddMember("responses", rs, a);
+    put(paths, "/api/v1/events", "get", std::move(op), a);
+  }
+  {
+    auto op = operation(
+        "Server-Sent Events live tail with the same filters; Last-Event-ID resumes from a "
+        "position",
+        a);
+    Value params(rapidjson::kArrayType);
+    for (const auto& q : filters) params.PushBack(query_doc(q.name, q.type, q.description, a), a);
+    op.AddMember("parameters", params, a);
+    Value rs(rapidjson::kObjectType);
+    Value ok(rapidjson::kObjectType);
+    ok.AddMember("description", "text/event-stream: `id: <position>` and `data: <event>` frames",
+                 a);
+    rs.AddMember("200", ok, a);
+    add_errors(rs, read_errors, a);
+    rs.AddMember("503", response("Too many live clients, or no event database", true, a), a);
+    op.AddMember("responses", rs, a);
+    put(paths, "/api/v1/events/stream", "get", std::move(op), a);
+  }
+  platform(paths, "/api/v1/streams/{id}", "get",
+           "One stream, optionally as it was at a time (recorded_at) or a position",
+           {{"as_of", "string", "RFC 3339 time"}, {"as_of_position", "integer", "a position"}},
+           {{"200", "{stream, events, version, position, tenant}"}},
+           {{"400", "Bad parameter"},
+            {"401", "Unauthenticated"},
+            {"404", "No such stream (for this tenant, at that time)"},
+            {"413", "More events than one answer holds"},
+            {"503", "No event database configured"}},
+           a);
+  platform(paths, "/api/v1/correlations/{id}", "get",
+           "Every event of one flow, in order, with causation links", {},
+           {{"200", "{correlation_id, events, causation: [{event_id, caused_by}]}"}},
+           {{"401", "Unauthenticated"},
+            {"404", "No events with this correlation id (for this tenant)"},
+            {"413", "More events than one answer holds"},
+            {"503", "No event database configured"}},
+           a);
+
+  // Operator endpoints.
+  const char* ops = "super_admin,tenant_admin";
+  const std::initializer_list<std::pair<const char*, const char*>> op_errors = {
+      {"401", "Unauthenticated"},
+      {"403", "Not super_admin or tenant_admin"},
+      {"503", "No event database configured"}};
+  platform(paths, "/api/v1/subscriptions", "get",
+           "Checkpointed subscriptions: per partition position, state (running/parked), "
+           "last_error, last_error_at, failed_position, owner, updated_at, lag (events and ms) "
+           "and rate; the push groups the database knows",
+           {}, {{"200", "{head, subscriptions: [...], push_groups: [...], notes}"}}, op_errors, a,
+           nullptr, ops);
+  platform(paths, "/api/v1/projections", "get",
+           "Projections: serving generation (position, lag, rate, state) and the generation "
+           "being rebuilt (progress, ETA)",
+           {}, {{"200", "{projections: [...]}"}}, op_errors, a, nullptr, ops);
+  const std::initializer_list<std::pair<const char*, const char*>> parked_errors = {
+      {"400", "Invalid group name or parameter"},
+      {"401", "Unauthenticated"},
+      {"403", "Not an operator; or a tenant-scoped operator without ?message_id="},
+      {"404", "Unknown group, or no such parked message"},
+      {"503", "Broker unavailable, or no event database configured"}};
+  platform(paths, "/api/v1/subscriptions/{group}/parked", "get",
+           "Parked messages of a push group (queue sub.<group>.parked), oldest first; a "
+           "tenant-scoped caller sees its tenant's only",
+           {{"limit", "integer", "at most this many (default 50, at most 500)"},
+            {"message_id", "string", "only this message"}},
+           {{"200", "{group, queue, messages: [...], count, limit, truncated}"}}, parked_errors, a,
+           nullptr, ops);
+  platform(paths, "/api/v1/subscriptions/{group}/parked", "delete",
+           "Drops parked messages (all, or ?message_id=)",
+           {{"message_id", "string", "only this message (required for a tenant-scoped caller)"}},
+           {{"200", "{group, dropped, message_id}"}}, parked_errors, a, nullptr, ops);
+  platform(paths, "/api/v1/subscriptions/{group}/parked/retry", "post",
+           "Puts parked messages back on sub.<group> with a fresh attempt count (all, or "
+           "?message_id=)",
+           {{"message_id", "string", "only this message (required for a tenant-scoped caller)"}},
+           {{"200", "{group, requeued, message_id}"}}, parked_errors, a, nullptr, ops);
+  platform(paths, "/api/v1/replays", "post",
+           "Re-delivers stored events in [from_position, to_position] matching `types` to ONE push "
+           "group's queue (header x-sb-replay: true), in the background. A tenant-scoped caller "
+           "replays its tenant's events only. {\"subscription\": ...} (reset a checkpointed "
+           "subscription) answers 501.",
+           {}, {{"202", "{replay_id, status_url}"}},
+           {{"400", "Malformed body, unknown field, invalid group/type/tenant or range"},
+            {"401", "Unauthenticated"},
+            {"403", "Not an operator, or another tenant"},
+            {"404", "Unknown push group"},
+            {"501", "Resetting a checkpointed subscription is not implemented"},
+            {"503", "Too many replays running (Retry-After), broker unavailable, or no database"}},
+           a,
+           R"({"type":"object","required":["group","from_position"],"additionalProperties":false,)"
+           R"("properties":{"group":{"type":"string","pattern":"^[a-z0-9][a-z0-9_.-]{0,99}$"},)"
+           R"("from_position":{"type":"integer","minimum":1},)"
+           R"("to_position":{"type":"integer","minimum":1},)"
+           R"("types":{"type":"array","items":{"type":"string"},"maxItems":64},)"
+           R"("tenant":{"type":"string"}}})",
+           ops);
+  platform(paths, "/api/v1/replays/{id}", "get",
+           "A replay's status (running/done/failed), progress {published, total, fraction} and "
+           "ETA",
+           {}, {{"200", "{replay_id, status, group, progress, eta_s, error, ...}"}},
+           {{"401", "Unauthenticated"},
+            {"403", "Not an operator"},
+            {"404", "No such replay on this edge (or another tenant's)"}},
+           a, nullptr, ops);
+}
+
 }  // namespace
 
 std::string openapi_json(const registry::RouteTable& table, const std::string& catalog_json) {
@@ -178,6 +376,8 @@ std::string openapi_json(const registry::RouteTable& table, const std::string& c
     op.AddMember("responses", rs, a);
     put(paths, "/api/v1/commands/{id}", "get", std::move(op), a);
   }
+
+  add_events_and_admin(paths, a);
 
   // Commands.
   auto catalog = parse_or_empty(catalog_json);

@@ -201,6 +201,9 @@ void Edge::start() {
     po.max_size = o.events_pool_size;
     auto pool = std::make_shared<pg::Pool>(po);
     deps.events = std::make_shared<EventsApi>(pool);
+    auto admin_broker = o.broker;
+    admin_broker.name = o.broker.name + "-admin";
+    deps.admin = std::make_shared<AdminApi>(pool, admin_broker);
     pg::PoolOptions tail;
     tail.connection = o.events_database;
     tail.max_size = 4;

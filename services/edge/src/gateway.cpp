@@ -280,7 +280,10 @@ class Gateway::Impl {
     return res;
   }
 
-  void drain() { async_.drain(); }
+  void drain() {
+    async_.drain();
+    if (deps_.admin) deps_.admin->drain();
+  }
 
  private:
   // ------------------------------------------------------------ dispatch
@@ -307,6 +310,14 @@ class Gateway::Impl {
       const auto* named = req.header("x-tenant");
       if (!principal.super_admin() || (named && !named->empty())) scope.tenant = tenant;
       if (req.method == "GET" && rest == "services") return services();
+      if (is_admin_path(rest)) {
+        require_operator(principal);
+        if (!deps_.admin) {
+          throw HttpError(503, "events_unavailable", "this edge has no event database configured");
+        }
+        return deps_.admin->handle(
+            req, rest, Operator{principal.super_admin(), scope.tenant, principal.actor()});
+      }
       if (rest == "events/stream") {
         if (req.method != "GET") {
           throw HttpError(405, "method_not_allowed", "read-only", "{\"allowed\":[\"GET\"]}");

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "switchboard/broker/options.hpp"
+#include "switchboard/edge/admin_api.hpp"
 #include "switchboard/edge/events_api.hpp"
 #include "switchboard/edge/filters.hpp"
 #include "switchboard/edge/http.hpp"
@@ -61,6 +62,9 @@ class Gateway {
     /// Events over HTTP; null when the edge has no database (503).
     std::shared_ptr<EventsApi> events;
     std::shared_ptr<SseHub> sse;
+    /// Operator endpoints (subscriptions, parked messages, replays); null
+    /// when the edge has no database (503).
+    std::shared_ptr<AdminApi> admin;
     /// The catalog's JSON (Catalog::to_json) and its version; refreshed by
     /// the route source.
     std::function<std::shared_ptr<const CatalogView>()> catalog;
