@@ -17,6 +17,7 @@
 #include "switchboard/broker/publisher.hpp"
 #include "switchboard/events/push.hpp"
 #include "switchboard/events/reader.hpp"
+#include "switchboard/events/subscription.hpp"
 #include "switchboard/events/subscription_logic.hpp"
 #include "switchboard/events/time.hpp"
 #include "switchboard/shared/json.hpp"
@@ -409,6 +410,33 @@ ParkedQuery parse_parked_query(std::string_view query, const AdminApiOptions& op
   return q;
 }
 
+std::optional<ResetSpec> parse_reset_body(std::string_view body, const Operator& caller) {
+  rapidjson::Document d;
+  d.Parse(body.data(), body.size());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("subscription")) return std::nullopt;
+  if (!caller.super_admin) {
+    throw HttpError(403, "forbidden",
+                    "only a super admin resets a checkpointed subscription (it spans tenants)");
+  }
+  for (const auto& m : d.GetObject()) {
+    const std::string_view name(m.name.GetString(), m.name.GetStringLength());
+    if (name != "subscription" && name != "position") {
+      throw bad_field(name, "unknown field `" + std::string(name) + "`");
+    }
+  }
+  ResetSpec r;
+  const auto& sub = d["subscription"];
+  if (!sub.IsString() || !events::is_valid_subscription_name(sub.GetString())) {
+    throw bad_field("subscription", "`subscription` must be a subscription name");
+  }
+  r.subscription = sub.GetString();
+  if (!d.HasMember("position") || !d["position"].IsInt64() || d["position"].GetInt64() < 0) {
+    throw bad_field("position", "`position` must be an integer >= 0");
+  }
+  r.position = d["position"].GetInt64();
+  return r;
+}
+
 ReplaySpec parse_replay_body(std::string_view body, const Operator& caller) {
   rapidjson::Document d;
   d.Parse(body.data(), body.size());
@@ -417,14 +445,6 @@ ReplaySpec parse_replay_body(std::string_view body, const Operator& caller) {
                     "{\"offset\":" + std::to_string(d.GetErrorOffset()) + "}");
   }
   if (!d.IsObject()) throw HttpError(400, "invalid_request", "the body must be a JSON object");
-  if (d.HasMember("subscription")) {
-    throw HttpError(501, "not_implemented",
-                    "resetting a checkpointed subscription from the edge is not implemented: it "
-                    "needs a control signal to the owning service that the subscription library "
-                    "does not have yet; reset it in the service that runs it. Replays to a push "
-                    "group ({\"group\": ...}) are supported.",
-                    "{\"field\":\"subscription\"}");
-  }
   static const std::set<std::string_view> kKnown = {"group", "from_position", "to_position",
                                                     "types", "tenant"};
   for (const auto& m : d.GetObject()) {
@@ -863,6 +883,7 @@ class AdminApi::Impl {
 
   // ------------------------------------------------------------ replays
   HttpResponse start_replay(const HttpRequest& req, const Operator& caller) {
+    if (auto reset = parse_reset_body(req.body, caller)) return reset_subscription(*reset);
     auto spec = parse_replay_body(req.body, caller);
     // The group must exist: its parked queue is declared with it (a replay is
     // published mandatory and would fail at the end otherwise).
@@ -922,6 +943,38 @@ class AdminApi::Impl {
       }
       if (!dropped) break;
     }
+  }
+
+  // Sets every partition's checkpoint; the owners notice within their poll
+  // interval (events::reset_checkpoint). Effects already applied are not
+  // undone: a projection that must start clean is rebuilt instead.
+  HttpResponse reset_subscription(const ResetSpec& spec) {
+    std::vector<events::CheckpointRow> rows;
+    {
+      auto lease = pool_->acquire();
+      auto tx = lease->begin();
+      rows = events::read_checkpoints(tx, spec.subscription);
+    }
+    if (rows.empty()) {
+      throw HttpError(404, "subscription_not_found", "no checkpointed subscription of that name",
+                      "{\"subscription\":" + json::quoted(spec.subscription) + "}");
+    }
+    int reset = 0;
+    for (const auto& row : rows) {
+      if (events::reset_checkpoint(*pool_, spec.subscription, row.partition.index,
+                                   events::Position(spec.position))) {
+        ++reset;
+      }
+    }
+    log::info(
+        "subscription checkpoint reset",
+        {{"subscription", spec.subscription}, {"position", spec.position}, {"partitions", reset}});
+    HttpResponse r;
+    r.body = "{\"subscription\":" + json::quoted(spec.subscription) +
+             ",\"position\":" + std::to_string(spec.position) +
+             ",\"partitions\":" + std::to_string(reset) +
+             ",\"note\":\"each owner resumes from here within its poll interval\"}";
+    return r;
   }
 
   HttpResponse replay_status(const Operator& caller, const std::string& id) {

@@ -277,14 +277,15 @@ void add_events_and_admin(Value& paths, Alloc& a) {
   platform(paths, "/api/v1/replays", "post",
            "Re-delivers stored events in [from_position, to_position] matching `types` to ONE push "
            "group's queue (header x-sb-replay: true), in the background. A tenant-scoped caller "
-           "replays its tenant's events only. {\"subscription\": ...} (reset a checkpointed "
-           "subscription) answers 501.",
+           "replays its tenant's events only. A body {\"subscription\", \"position\"} instead "
+           "sets a checkpointed subscription's checkpoint (every partition; super admin only); "
+           "its owner resumes from there within its poll interval.",
            {}, {{"202", "{replay_id, status_url}"}},
            {{"400", "Malformed body, unknown field, invalid group/type/tenant or range"},
             {"401", "Unauthenticated"},
             {"403", "Not an operator, or another tenant"},
             {"404", "Unknown push group"},
-            {"501", "Resetting a checkpointed subscription is not implemented"},
+            {"200", "Checkpoint reset (subscription bodies)"},
             {"503", "Too many replays running (Retry-After), broker unavailable, or no database"}},
            a,
            R"({"type":"object","required":["group","from_position"],"additionalProperties":false,)"

@@ -163,11 +163,28 @@ TEST(AdminApi, BadReplayBodiesAre400NamingTheField) {
   EXPECT_EQ(outcome([] { parse_replay_body("", kRoot); }).status, 400);
 }
 
-TEST(AdminApi, SubscriptionResetIsNotImplemented) {
-  auto o = outcome(
-      [] { parse_replay_body(R"({"subscription":"projection.x_items.g1","position":0})", kRoot); });
-  EXPECT_EQ(o.status, 501);
-  EXPECT_EQ(o.code, "not_implemented");
+TEST(AdminApi, SubscriptionResetIsForSuperAdminsWithAValidBody) {
+  auto r = parse_reset_body(R"({"subscription":"projection.x_items.g1","position":7})", kRoot);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->subscription, "projection.x_items.g1");
+  EXPECT_EQ(r->position, 7);
+  EXPECT_FALSE(parse_reset_body(R"({"group":"g","from_position":1})", kRoot));
+  EXPECT_EQ(
+      outcome([] { parse_reset_body(R"({"subscription":"s","position":-1})", kRoot); }).status,
+      400);
+  EXPECT_EQ(outcome([] { parse_reset_body(R"({"subscription":"s"})", kRoot); }).status, 400);
+  EXPECT_EQ(
+      outcome([] { parse_reset_body(R"({"subscription":"s","position":1,"x":1})", kRoot); }).status,
+      400);
+  EXPECT_EQ(outcome([] {
+              parse_reset_body(R"({"subscription":"Bad Name","position":1})", kRoot);
+            }).status,
+            400);
+  Operator admin;
+  admin.tenant = "acme";
+  EXPECT_EQ(
+      outcome([&] { parse_reset_body(R"({"subscription":"s","position":1})", admin); }).status,
+      403);
 }
 
 TEST(AdminApi, ReplayIdsAreHex) {
@@ -202,7 +219,7 @@ TEST(AdminApi, OpenApiCoversEventsAndOperatorEndpoints) {
     EXPECT_TRUE(paths[path][method].HasMember("responses")) << path;
   }
   EXPECT_TRUE(paths["/api/v1/replays"]["post"].HasMember("requestBody"));
-  EXPECT_TRUE(paths["/api/v1/replays"]["post"]["responses"].HasMember("501"));
+  EXPECT_TRUE(paths["/api/v1/replays"]["post"]["responses"].HasMember("202"));
   EXPECT_TRUE(paths["/api/v1/subscriptions"]["get"].HasMember("x-roles"));
   // Path parameters are declared.
   const auto& params = paths["/api/v1/subscriptions/{group}/parked"]["get"]["parameters"];

@@ -106,8 +106,19 @@ struct ReplaySpec {
 };
 /// Throws HttpError 400 (malformed JSON, unknown or wrongly typed field,
 /// invalid group/type/tenant, bad range), 403 (a tenant other than the
-/// caller's), 501 (a {"subscription": ...} reset).
+/// caller's).
 ReplaySpec parse_replay_body(std::string_view body, const Operator& caller);
+
+/// `{"subscription": name, "position": N}`: set a checkpointed
+/// subscription's checkpoint (every partition) to N; its owner picks the
+/// change up within its poll interval and re-reads from there. nullopt when
+/// the body is not a reset. Throws HttpError 400 (bad name/position, unknown
+/// field) and 403 (only a super admin: a subscription spans tenants).
+struct ResetSpec {
+  std::string subscription;
+  std::int64_t position = 0;
+};
+std::optional<ResetSpec> parse_reset_body(std::string_view body, const Operator& caller);
 
 /// A replay id from its path segment (32 hex digits). Throws 404 otherwise.
 std::string parse_replay_id(std::string_view raw);
