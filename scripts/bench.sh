@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs a benchmark against throwaway servers (started in a temp folder, always
-# stopped):  scripts/bench.sh store|broker|projections|registry|edge [benchmark arguments...]
+# stopped):  scripts/bench.sh store|broker|projections|registry|edge|events [benchmark arguments...]
 # Build is Release (build/release, or $SB_BUILD_DIR). Figures print beside their baselines.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-name="${1:?usage: scripts/bench.sh store|broker|projections|registry|edge [args...]}"; shift
+name="${1:?usage: scripts/bench.sh store|broker|projections|registry|edge|events [args...]}"; shift
 build="${SB_BUILD_DIR:-build/release}"
 scripts/deps.sh >/dev/null
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -23,5 +23,8 @@ case "$name" in
   # Builds and runs sb-store, sb-registry, sb-edge, sb-test-plugin and nginx itself.
   edge) "$build"/bench/edge/bench_edge "$SB_RABBITMQ_URL" "$SB_POSTGRES_URL" "$SB_REDIS_URL" \
           --build "$build" "$@" ;;
-  *) echo "unknown benchmark '$name' (store, broker, projections, registry, edge)" >&2; exit 2 ;;
+  # Builds and runs sb-store and sb-edge itself.
+  events) "$build"/bench/events/bench_events "$SB_RABBITMQ_URL" "$SB_POSTGRES_URL" "$SB_REDIS_URL" \
+          --build "$build" "$@" ;;
+  *) echo "unknown benchmark '$name' (store, broker, projections, registry, edge, events)" >&2; exit 2 ;;
 esac
