@@ -356,8 +356,9 @@ config::Schema config_schema() {
                 "AMQP connections for RPC calls (round-robin)")
       .optional("edge.routes_poll", config::Type::duration, "2s",
                 "route table re-read interval besides the registry's signal")
-      .optional("edge.upstream_eject", config::Type::duration, "5s",
-                "first ejection of a failing HTTP upstream instance (doubles, max 60 s)")
+      .optional(
+          "edge.upstream_eject", config::Type::duration, "5s",
+          "ejection of an HTTP upstream instance after 3 failures in a row (doubles, max 60 s)")
       .optional("sse.max_clients", config::Type::integer, "128",
                 "live event streams per edge (each holds a worker; 503 beyond)")
       .optional("sse.ping", config::Type::duration, "15s", "ping interval of live streams")

@@ -97,6 +97,10 @@ namespace {
 
 // The instance of `v` to call: an AMQP instance stands for the version's
 // queue; HTTP instances go round-robin, skipping unhealthy ones.
+// Ejection only steers traffic between instances: when every HTTP instance
+// of the version is ejected, they are all tried anyway (like Envoy's panic
+// threshold), so a transient failure of the only instance is not turned into
+// an outage; a dead one still fails its calls honestly (503/502).
 std::optional<registry::RouteInstance> pick_instance(const CompiledVersion& v,
                                                      const Router::Health& healthy) {
   const auto n = v.instances.size();
@@ -107,16 +111,11 @@ std::optional<registry::RouteInstance> pick_instance(const CompiledVersion& v,
     if (inst.transport.kind == registry::Transport::Kind::amqp) return inst;
     if (!healthy || healthy(inst.instance_id)) return inst;
   }
-  return std::nullopt;
+  return v.instances[start % n];  // all ejected: panic mode
 }
 
-bool has_usable(const CompiledVersion& v, const Router::Health& healthy) {
-  for (const auto& i : v.instances) {
-    if (i.transport.kind == registry::Transport::Kind::amqp || !healthy || healthy(i.instance_id)) {
-      return true;
-    }
-  }
-  return false;
+bool has_usable(const CompiledVersion& v, const Router::Health&) {
+  return !v.instances.empty();
 }
 
 // Weighted draw among candidates (indices into versions).

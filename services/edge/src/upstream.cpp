@@ -100,7 +100,9 @@ struct Upstreams::Impl {
     auto& h = health[instance_id];
     tracked = health.size();
     ++h.failures;
-    auto d = options.eject_base * (1LL << std::min(h.failures - 1, 10));
+    // One failure is noise; a run of them is an instance to avoid.
+    if (h.failures < options.eject_after) return;
+    auto d = options.eject_base * (1LL << std::min(h.failures - options.eject_after, 10));
     if (d > options.eject_max) d = options.eject_max;
     h.ejected_until = Clock::now() + d;
     ejections.inc();

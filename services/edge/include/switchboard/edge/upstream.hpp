@@ -1,9 +1,10 @@
 #pragma once
 // HTTP upstream instances (docs/protocol.md 9.4): pooled keep-alive
 // connections per instance, a deadline on every call, and passive health —
-// an instance that refuses connections, times out or answers 502/503/504 is
-// ejected for a while (doubling while it keeps failing), so the router
-// skips it.
+// an instance that fails three calls in a row (refused connection, timeout,
+// 502/503/504) is ejected for a while (doubling while it keeps failing), so
+// the router prefers the others; when all are ejected the router tries them
+// anyway rather than refusing every call.
 
 #include <chrono>
 #include <cstddef>
@@ -22,6 +23,8 @@ struct UpstreamOptions {
   /// the upstreams' own keep-alive timeout; cpp-httplib's is 5 s).
   std::chrono::milliseconds max_idle{2000};
   std::chrono::milliseconds connect_timeout{1000};
+  /// Consecutive failures (any success resets) before an instance is ejected.
+  int eject_after = 3;
   std::chrono::milliseconds eject_base{5000};
   std::chrono::milliseconds eject_max{60000};
 };
