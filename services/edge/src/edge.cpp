@@ -40,12 +40,12 @@ class BoundedPool final : public httplib::TaskQueue {
     std::unique_lock lock(mu_);
     if (queue_.size() < capacity_) {
       queue_.push_back(std::move(fn));
-      cv_.notify_one();
+      work_cv_.notify_one();
       return;
     }
     if (refused_.size() < capacity_) {
       refused_.push_back(std::move(fn));
-      cv_.notify_all();
+      refuse_cv_.notify_one();
       return;
     }
     // Everything is full: serve the refusal on the accepting thread, which
@@ -62,7 +62,8 @@ class BoundedPool final : public httplib::TaskQueue {
       std::lock_guard lock(mu_);
       if (stopping_) return;
       stopping_ = true;
-      cv_.notify_all();
+      work_cv_.notify_all();
+      refuse_cv_.notify_all();
     }
     for (auto& t : workers_) t.join();
     refuser_.join();
@@ -82,7 +83,10 @@ class BoundedPool final : public httplib::TaskQueue {
       {
         std::unique_lock lock(mu_);
         auto& q = refuse ? refused_ : queue_;
-        cv_.wait(lock, [&] { return stopping_ || !q.empty(); });
+        // One condition variable per queue: a notify_one meant for a worker
+        // must never be spent on the refuser (a lost wake-up leaves an
+        // accepted connection waiting for the next one).
+        (refuse ? refuse_cv_ : work_cv_).wait(lock, [&] { return stopping_ || !q.empty(); });
         if (q.empty()) return;
         fn = std::move(q.front());
         q.pop_front();
@@ -94,7 +98,8 @@ class BoundedPool final : public httplib::TaskQueue {
 
   std::size_t capacity_;
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable work_cv_;
+  std::condition_variable refuse_cv_;
   std::deque<std::function<void()>> queue_;
   std::deque<std::function<void()>> refused_;
   bool stopping_ = false;
