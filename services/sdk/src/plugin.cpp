@@ -2,6 +2,7 @@
 // dispatcher both transports share, and the registration lifecycle.
 #include <rapidjson/document.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <set>
@@ -12,6 +13,8 @@
 #include "switchboard/events/catalog.hpp"
 #include "switchboard/events/head_signals.hpp"
 #include "switchboard/events/platform_types.hpp"
+#include "switchboard/events/push.hpp"
+#include "switchboard/events/subscription.hpp"
 #include "switchboard/events/uuid.hpp"
 #include "switchboard/projections/runner.hpp"
 #include "switchboard/registry/protocol.hpp"
@@ -149,6 +152,24 @@ class PluginHost::Impl : public std::enable_shared_from_this<PluginHost::Impl> {
       catalog_.register_command_type(std::move(spec));  // compiles the schema
       commands_.emplace(c.name, &c);
     }
+    std::set<std::string> reaction_names;
+    for (const auto& r : plugin_.reactions) {
+      if (!valid_service_name(r.name) || !reaction_names.insert(r.name).second) {
+        throw std::invalid_argument(
+            "reaction names must be unique and match [a-z0-9][a-z0-9_-]*: " + r.name);
+      }
+      if (!r.handler) throw std::invalid_argument("reaction " + r.name + " has no handler");
+      if (r.event_types.empty()) {
+        throw std::invalid_argument("reaction " + r.name + " names no event types");
+      }
+      for (const auto& t : r.event_types) events::validate_type_pattern(t);
+      if (r.kind == ReactionKind::checkpointed && !r.store) {
+        throw std::invalid_argument("checkpointed reaction " + r.name +
+                                    " needs the store's database");
+      }
+      if (r.partitions < 1) throw std::invalid_argument("reaction " + r.name + ": partitions < 1");
+      events::validate_subscription_name(plugin_.name + "." + r.name);
+    }
     registration_ = build_registration();
     store_ = options_.store_client;
     auto& m = metrics::Registry::global();
@@ -170,7 +191,10 @@ class PluginHost::Impl : public std::enable_shared_from_this<PluginHost::Impl> {
     started_attempted_ = true;
     started_at_ = SteadyClock::now();
     // Read models first, so endpoints that wait on them can answer.
-    if (!plugin_.projections.empty()) {
+    const bool checkpointed =
+        std::any_of(plugin_.reactions.begin(), plugin_.reactions.end(),
+                    [](const Reaction& r) { return r.kind == ReactionKind::checkpointed; });
+    if (!plugin_.projections.empty() || checkpointed) {
       head_ = std::make_shared<events::HeadSignals>(connection(options_, plugin_.name + "-head"),
                                                     plugin_.name + "." + plugin_.instance_id);
       head_->start();
@@ -191,6 +215,7 @@ class PluginHost::Impl : public std::enable_shared_from_this<PluginHost::Impl> {
     co.max_in_flight = 1024;
     rpc_ = std::make_unique<broker::RpcClient>(std::move(co));
     if (!store_) store_ = std::make_shared<RpcStoreClient>(*rpc_);
+    start_reactions();
 
     // Serve before registering: once routed, requests must find us.
     if (plugin_.transport.kind == TransportKind::amqp) {
@@ -288,7 +313,8 @@ class PluginHost::Impl : public std::enable_shared_from_this<PluginHost::Impl> {
       publisher_->flush(std::chrono::duration_cast<std::chrono::milliseconds>(
           std::max(deadline - SteadyClock::now(), SteadyClock::duration(0))));
     publisher_.reset();
-    // 3. Read models and the rest.
+    // 3. Reactions, read models and the rest.
+    for (auto& c : reactions_) c->stop(deadline);
     for (auto& [name, r] : runners_) r->stop(deadline);
     if (head_) head_->stop(deadline);
     store_.reset();
@@ -304,6 +330,11 @@ class PluginHost::Impl : public std::enable_shared_from_this<PluginHost::Impl> {
       auto h = r->health();
       if (h.state == app::HealthState::failed)
         return {app::HealthState::degraded, name + ": " + h.detail};
+    }
+    for (const auto& c : reactions_) {
+      auto h = c->health();
+      if (h.state == app::HealthState::failed || h.state == app::HealthState::degraded)
+        return {app::HealthState::degraded, std::string(c->name()) + ": " + h.detail};
     }
     if (registration_position() == 0) {
       if (SteadyClock::now() - started_at_ > options_.register_patience) {
@@ -405,6 +436,64 @@ class PluginHost::Impl : public std::enable_shared_from_this<PluginHost::Impl> {
     return c.handler(ctx);
   }
 
+  // ---------------------------------------------------------------- reactions
+
+  void start_reactions() {
+    for (const auto& r : plugin_.reactions) {
+      const std::string sub = plugin_.name + "." + r.name;
+      if (r.kind == ReactionKind::checkpointed) {
+        for (int p = 0; p < r.partitions; ++p) {
+          events::CheckpointedSubscriptionOptions o;
+          o.name = sub;
+          o.partition = {p, r.partitions};
+          o.filter.types = r.event_types;
+          o.store = r.store;
+          o.target = r.target ? r.target : r.store;
+          o.signals = head_;
+          o.owner = plugin_.instance_id;
+          o.on_failure = r.on_failure;
+          o.page_size = 100;
+          const Reaction* decl = &r;
+          auto handler =
+              events::make_handler([this, decl](pg::Transaction& tx, const events::Event& e) {
+                react(*decl, e, &tx);
+                return events::HandleResult::handled;
+              });
+          auto c = std::make_unique<events::CheckpointedSubscription>(std::move(o), handler);
+          c->start();
+          reactions_.push_back(std::move(c));
+        }
+      } else {
+        events::PushSubscriptionOptions o;
+        o.group = sub;
+        o.topics = r.event_types;
+        o.connection = connection(options_, sub);
+        o.workers = std::max<std::size_t>(1, r.workers);
+        o.pool = r.store;
+        const Reaction* decl = &r;
+        if (r.store) {
+          o.tx_handler = [this, decl](pg::Transaction& tx, const events::Event& e) {
+            react(*decl, e, &tx);
+          };
+        } else {
+          o.handler = [this, decl](const events::Event& e) { react(*decl, e, nullptr); };
+        }
+        auto c = std::make_unique<events::PushSubscription>(std::move(o));
+        c->start();
+        reactions_.push_back(std::move(c));
+      }
+    }
+  }
+
+  void react(const Reaction& r, const events::Event& e, pg::Transaction* tx) {
+    log::CorrelationScope scope(e.correlation_id.value());
+    auto store = store_;
+    if (!store) throw std::runtime_error("the plugin is stopping");
+    ReactionContext ctx(e, plugin_.name, r.name, *store, tx,
+                        std::chrono::system_clock::now() + options_.reaction_deadline);
+    r.handler(ctx);
+  }
+
   // ---------------------------------------------------------------- registration
 
   registry::Registration build_registration() const {
@@ -446,6 +535,11 @@ class PluginHost::Impl : public std::enable_shared_from_this<PluginHost::Impl> {
                       ",\"roles\":" + quoted_list(c.roles) + ",\"emits\":" + quoted_list(c.emits);
       if (!c.description.empty()) j += ",\"description\":" + json::quoted(c.description);
       reg.command_types.push_back(j + "}");
+    }
+    for (const auto& r : plugin_.reactions) {
+      reg.subscriptions.push_back({plugin_.name + "." + r.name,
+                                   r.kind == ReactionKind::checkpointed ? "checkpointed" : "push",
+                                   r.event_types});
     }
     auto meta = json::parse(plugin_.metadata);
     if (!meta.IsObject()) throw std::invalid_argument("plugin metadata must be a JSON object");
@@ -645,6 +739,7 @@ class PluginHost::Impl : public std::enable_shared_from_this<PluginHost::Impl> {
 
   std::shared_ptr<events::HeadSignals> head_;
   std::map<std::string, std::unique_ptr<projections::ProjectionRunner>> runners_;
+  std::vector<std::unique_ptr<app::Component>> reactions_;
   std::unique_ptr<broker::RpcClient> rpc_;
   std::shared_ptr<StoreClient> store_;
   std::unique_ptr<broker::RpcServer> rpc_server_;

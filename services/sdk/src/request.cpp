@@ -103,8 +103,53 @@ Plugin& Plugin::event_type(std::string type, std::string schema) {
   return *this;
 }
 
+Plugin& Plugin::react(std::string reaction_name, std::vector<std::string> types,
+                      std::shared_ptr<pg::Pool> store, ReactionHandler handler, int partitions) {
+  Reaction r;
+  r.name = std::move(reaction_name);
+  r.event_types = std::move(types);
+  r.store = std::move(store);
+  r.handler = std::move(handler);
+  r.partitions = partitions;
+  reactions.push_back(std::move(r));
+  return *this;
+}
+
 CommandContext::CommandContext(const Request& request, StoreClient& store)
     : request_(request), store_(store) {}
+
+std::optional<events::EventId> CommandContext::event_id(std::uint32_t index) const {
+  auto tenant = events::TenantId::try_make(request_.tenant);
+  auto command_id = events::CommandId::try_make(request_.command_id);
+  if (!tenant || !command_id) return std::nullopt;
+  return events::derive_event_id(*tenant, *command_id, index);
+}
+
+namespace {
+Request reaction_request(const events::Event& event, std::string_view plugin,
+                         std::string_view reaction, SystemTime deadline) {
+  Request r;
+  r.kind = Request::Kind::command;
+  r.method = "POST";
+  r.tenant = event.tenant.value();
+  r.actor = "service:" + std::string(plugin);
+  r.command = std::string(plugin) + "." + std::string(reaction);
+  r.command_id = "react:" + std::string(reaction) + ":" + event.id.value();
+  r.causation_id = event.id.value();
+  r.correlation_id = event.correlation_id.value();
+  r.request_id = r.command_id;
+  r.deadline = deadline;
+  return r;
+}
+}  // namespace
+
+ReactionContext::ReactionContext(const events::Event& event, std::string_view plugin,
+                                 std::string_view reaction, StoreClient& store,
+                                 pg::Transaction* transaction, SystemTime deadline)
+    : event_(event),
+      transaction_(transaction),
+      request_(reaction_request(event, plugin, reaction, deadline)),
+      context_(request_, store) {}
 
 AppendOutcome CommandContext::append(std::string_view stream, events::ExpectedVersion expected,
                                      const std::vector<NewEvent>& evs) {
@@ -114,6 +159,10 @@ AppendOutcome CommandContext::append(std::string_view stream, events::ExpectedVe
   if (!tenant) return failed_outcome(400, "invalid_request", "the command has no valid tenant");
   auto command_id = events::CommandId::try_make(request_.command_id);
   if (!command_id) return failed_outcome(400, "invalid_request", "the command has no valid id");
+
+  const std::string causation = events::CausationId::is_valid(request_.causation_id)
+                                    ? request_.causation_id
+                                    : command_id->value();
 
   // The body: ids derived from the command, so a retry appends nothing twice.
   std::vector<std::string> ids;
@@ -157,7 +206,7 @@ AppendOutcome CommandContext::append(std::string_view stream, events::ExpectedVe
       json::append_quoted(body, request_.correlation_id);
     }
     body += ",\"causation_id\":";
-    json::append_quoted(body, command_id->value());
+    json::append_quoted(body, causation);
     if (actor_ok) {
       body += ",\"actor\":";
       json::append_quoted(body, request_.actor);
@@ -171,7 +220,7 @@ AppendOutcome CommandContext::append(std::string_view stream, events::ExpectedVe
   call.body = std::move(body);
   call.deadline = request_.deadline;
   call.correlation_id = correlation_ok ? request_.correlation_id : std::string();
-  call.causation_id = command_id->value();
+  call.causation_id = causation;
   call.traceparent = request_.traceparent;
   call.actor = request_.actor;
 

@@ -1,5 +1,6 @@
 // run(): a plugin as a process — config, logging, admin HTTP (with the
 // plugin's admin routes), the PluginHost, SIGTERM drain.
+#include <algorithm>
 #include <stdexcept>
 
 #include "http_server.hpp"
@@ -154,6 +155,10 @@ std::shared_ptr<pg::Pool> database(const config::Config& cfg, std::size_t max_si
   o.connection.application_name = "sb-plugin";
   o.max_size = max_size;
   return std::make_shared<pg::Pool>(std::move(o));
+}
+
+std::shared_ptr<pg::Pool> reaction_database(const config::Config& cfg, std::int64_t partitions) {
+  return database(cfg, static_cast<std::size_t>(8 + 2 * std::max<std::int64_t>(partitions, 1)));
 }
 
 int run(std::string_view service, const config::Schema& extra_keys, const BuildFn& build, int argc,

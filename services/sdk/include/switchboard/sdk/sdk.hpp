@@ -40,6 +40,8 @@
 #include <string_view>
 #include <vector>
 
+#include "switchboard/events/envelope.hpp"
+#include "switchboard/events/subscription.hpp"
 #include "switchboard/events/types.hpp"
 #include "switchboard/shared/config.hpp"
 #include "switchboard/shared/lifecycle.hpp"
@@ -79,6 +81,9 @@ struct Request {
   SystemTime deadline{};                     // do not start work after it
   std::string command;                       // commands: the catalog name, e.g. "orders.place"
   std::string command_id;                    // commands: the Idempotency-Key or a fresh id
+  /// Reactions: the id of the event reacted to (the appended events' causation
+  /// id); empty: the command id.
+  std::string causation_id;
 
   /// The header's value, "" when absent (name in any case).
   std::string header(std::string_view name) const;
@@ -204,6 +209,15 @@ class CommandContext {
   AppendOutcome append(std::string_view stream, events::ExpectedVersion expected,
                        const std::vector<NewEvent>& events);
 
+  /// The index the next appended event's id derives from.
+  std::uint32_t next_event_index() const noexcept { return next_index_; }
+  /// Sets it back, e.g. after an append the store refused (nothing stored),
+  /// so the retry uses the same ids (execute() in aggregate.hpp does this).
+  void rewind_event_index(std::uint32_t index) noexcept { next_index_ = index; }
+  /// derive_event_id(tenant, command_id, index); nullopt without a valid
+  /// tenant or command id.
+  std::optional<events::EventId> event_id(std::uint32_t index) const;
+
  private:
   const Request& request_;
   StoreClient& store_;
@@ -228,6 +242,71 @@ struct EventTypeDecl {
   std::string schema = R"({"type":"object"})";  // JSON Schema of `data`
   int version = 1;
   std::string description;
+};
+
+// ---------------------------------------------------------------------------
+// Reactions: subscriptions that run in the plugin process.
+
+/// What a reaction handler gets: the event, the transaction it runs in (if
+/// any) and an append whose event ids derive from the event, so handling the
+/// same event again appends nothing twice: command id
+/// "react:<reaction>:<event id>", tenant and correlation id of the event,
+/// causation id = the event id, actor "service:<plugin>".
+class ReactionContext {
+ public:
+  ReactionContext(const events::Event& event, std::string_view plugin, std::string_view reaction,
+                  StoreClient& store, pg::Transaction* transaction, SystemTime deadline);
+  ReactionContext(const ReactionContext&) = delete;
+  ReactionContext& operator=(const ReactionContext&) = delete;
+
+  const events::Event& event() const noexcept { return event_; }
+  /// Checkpointed: the transaction that also writes the checkpoint (effects on
+  /// the target database commit with it, exactly once). Push with a pool: the
+  /// transaction that records the event id (deduplicated). Otherwise null.
+  pg::Transaction* transaction() const noexcept { return transaction_; }
+  /// For execute() (aggregate.hpp) and appends.
+  CommandContext& commands() noexcept { return context_; }
+  AppendOutcome append(std::string_view stream, events::ExpectedVersion expected,
+                       const std::vector<NewEvent>& events) {
+    return context_.append(stream, expected, events);
+  }
+
+ private:
+  const events::Event& event_;
+  pg::Transaction* transaction_;
+  Request request_;
+  CommandContext context_;  // after request_: refers to it
+};
+
+/// Throwing fails the event: a checkpointed reaction retries its page with
+/// backoff and then parks (or skips and records, as declared); a push
+/// reaction goes through the broker's retry queues, then parks.
+using ReactionHandler = std::function<void(ReactionContext&)>;
+
+enum class ReactionKind {
+  /// events::CheckpointedSubscription "<plugin>.<name>": ordered per stream,
+  /// exactly-once effect on the target database, one active owner per
+  /// partition across replicas. For anything order-sensitive (sagas).
+  checkpointed,
+  /// events::PushSubscription group "<plugin>.<name>": at-least-once,
+  /// unordered, competing consumers across replicas.
+  push,
+};
+
+struct Reaction {
+  std::string name;  // [a-z0-9][a-z0-9_-]*; the subscription is "<plugin>.<name>"
+  ReactionKind kind = ReactionKind::checkpointed;
+  std::vector<std::string> event_types;  // exact types or patterns (`shop.order.*`)
+  ReactionHandler handler;
+  /// The store's database (events table). Checkpointed: required. Push:
+  /// optional; with it deliveries are deduplicated (processed_events) and
+  /// overflow is caught up from the store.
+  std::shared_ptr<pg::Pool> store;
+  /// Checkpointed: where the checkpoints and the transaction go; null: store.
+  std::shared_ptr<pg::Pool> target;
+  int partitions = 1;                                              // checkpointed
+  events::FailurePolicy on_failure = events::FailurePolicy::park;  // checkpointed
+  std::size_t workers = 4;                                         // push
 };
 
 /// A read model the plugin runs: a ProjectionRunner on these databases.
@@ -269,6 +348,7 @@ struct Plugin {
   std::vector<Command> commands;
   std::vector<EventTypeDecl> event_types;
   std::vector<ProjectionDecl> projections;
+  std::vector<Reaction> reactions;  // listed in the registration's `subscriptions`
   std::vector<AdminRoute> admin_routes;
   std::string metadata = "{}";  // JSON object registered as metadata
   /// Called first when the plugin stops (before draining).
@@ -280,6 +360,9 @@ struct Plugin {
   Plugin& command(std::string command_name, std::string schema, CommandHandler handler,
                   std::vector<std::string> roles = {});
   Plugin& event_type(std::string type, std::string schema);
+  /// A checkpointed reaction on the store's database `store`.
+  Plugin& react(std::string reaction_name, std::vector<std::string> types,
+                std::shared_ptr<pg::Pool> store, ReactionHandler handler, int partitions = 1);
 };
 
 // ---------------------------------------------------------------------------
@@ -298,6 +381,8 @@ struct Options {
   /// How long registration keeps retrying before the plugin reports failed
   /// health (it keeps retrying after that too).
   std::chrono::milliseconds register_patience{60000};
+  /// Deadline of the appends of one reaction to one event.
+  std::chrono::milliseconds reaction_deadline{30000};
   /// Where command appends go; null: `store.append` over RPC (tests pass a fake).
   std::shared_ptr<StoreClient> store_client;
 };
@@ -354,6 +439,10 @@ config::Schema config_schema(std::string_view service);
 Options options_from_config(const config::Config& cfg);
 /// A pool on postgres.url (throws config::Error when it is not set).
 std::shared_ptr<pg::Pool> database(const config::Config& cfg, std::size_t max_size = 8);
+/// The same, sized for checkpointed reactions over `partitions` partitions:
+/// a reaction's page holds a connection while its handler loads a stream on
+/// another, so two per partition, plus eight for the endpoints.
+std::shared_ptr<pg::Pool> reaction_database(const config::Config& cfg, std::int64_t partitions);
 
 using BuildFn = std::function<Plugin(const config::Config&)>;
 
