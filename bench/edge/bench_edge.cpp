@@ -98,7 +98,7 @@ struct Options {
   int warmup_s = 2;
   int connections = 64;
   int wrk_threads = 2;
-  int edge_threads = 64;
+  int edge_threads = 128;  // the edge's default (http.threads)
   int plugin_http_threads = 256;
   std::string only = "abcd";
   bool keep = false;

@@ -340,7 +340,7 @@ config::Schema config_schema() {
   config::Schema s = app::common_schema("edge");
   s.optional("http.host", config::Type::string, "127.0.0.1", "address the edge listens on")
       .optional("http.port", config::Type::integer, "8080", "port the edge listens on (0: any)")
-      .optional("http.threads", config::Type::integer, "64",
+      .optional("http.threads", config::Type::integer, "128",
                 "HTTP worker threads; each open keep-alive connection holds one")
       .optional("http.accept_queue", config::Type::integer, "256",
                 "connections waiting for a worker before new ones get 503")

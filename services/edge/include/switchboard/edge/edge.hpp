@@ -26,7 +26,7 @@ struct EdgeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port
   /// Worker threads; each keep-alive connection holds one while open.
-  int threads = 64;
+  int threads = 128;
   /// Accepted connections waiting for a worker; beyond it they get 503.
   std::size_t accept_queue = 256;
   std::chrono::seconds keep_alive{30};
