@@ -1,5 +1,5 @@
 // A whole plugin: one endpoint, one subscription (services/sdk/README.md).
-// GET /api/hello/seen/{type}: events of that type the subscription handled.
+// GET /api/<name>/seen/{type}: events of that type the subscription handled.
 #include "switchboard/sdk/sdk.hpp"
 #include "switchboard/shared/json.hpp"
 
