@@ -22,43 +22,30 @@
 //          [--duration S] [--warmup S] [--connections N] [--wrk-threads N]
 //          [--edge-threads N] [--plugin-http-threads N] [--only abcd] [--keep]
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <httplib.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <rapidjson/document.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <amqp.h>
-#include <atomic>
 #include <chrono>
 #include <cinttypes>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "procs.hpp"
 #include "raw_amqp.hpp"
-
-extern char** environ;
 
 namespace {
 
@@ -66,24 +53,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-// ------------------------------------------------------------------ signals
-
-volatile std::sig_atomic_t g_stop = 0;
-std::atomic<pid_t> g_foreground{0};  // a wrk run: killed at once on a signal
-
-extern "C" void on_signal(int) {
-  g_stop = 1;
-  const pid_t p = g_foreground.load();
-  if (p > 0) kill(-p, SIGTERM);
-}
-
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("interrupted") {}
-};
-
-void check_stop() {
-  if (g_stop != 0) throw Interrupted();
-}
+using namespace sb::bench;
 
 // ------------------------------------------------------------------ options
 
@@ -104,220 +74,6 @@ struct Options {
   bool keep = false;
   bool runs(char c) const { return only.find(c) != std::string::npos; }
 };
-
-// ------------------------------------------------------------------ helpers
-
-std::string loadavg() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-/// A port nothing listens on now (bound to 0 and closed: a small race we
-/// accept).
-int free_port() {
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  if (s < 0) throw std::runtime_error("socket failed");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  const bool ok = bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-                  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-  close(s);
-  if (!ok) throw std::runtime_error("no free port");
-  return ntohs(a.sin_port);
-}
-
-std::string random_hex(std::size_t n) {
-  static const char* digits = "0123456789abcdef";
-  static std::mt19937_64 rng(std::random_device{}());
-  std::string out;
-  out.reserve(n);
-  std::uint64_t bits = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (i % 16 == 0) bits = rng();
-    out += digits[bits & 15u];
-    bits >>= 4;
-  }
-  return out;
-}
-
-std::vector<std::string> child_env(const std::map<std::string, std::string>& extra) {
-  // No SB_* from our own environment leaks into a child: it gets exactly
-  // the keys given here.
-  std::vector<std::string> out;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    std::string_view kv = *e;
-    if (kv.rfind("SB_", 0) == 0) continue;
-    out.emplace_back(kv);
-  }
-  for (const auto& [k, v] : extra) out.push_back(k + "=" + v);
-  return out;
-}
-
-std::vector<char*> c_strings(std::vector<std::string>& v) {
-  std::vector<char*> out;
-  out.reserve(v.size() + 1);
-  for (auto& s : v) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
-std::string tail_of_file(const std::string& path, std::size_t max_lines) {
-  std::ifstream f(path);
-  std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.size() > 400) line = line.substr(0, 400) + "...";
-    lines.push_back(line);
-  }
-  std::string out;
-  const std::size_t from = lines.size() > max_lines ? lines.size() - max_lines : 0;
-  for (std::size_t i = from; i < lines.size(); ++i) out += "    " + lines[i] + "\n";
-  return out;
-}
-
-// ------------------------------------------------------------------ processes
-
-/// A child process in its own process group (so a terminal's ^C reaches only
-/// us, and stopping it stops its own children too), output into a log file,
-/// killed by the kernel if we die. Stopped (TERM, then KILL) on destruction.
-class Child {
- public:
-  Child(std::string label, std::vector<std::string> argv, std::map<std::string, std::string> env,
-        std::string log_path)
-      : label_(std::move(label)), log_(std::move(log_path)) {
-    auto envs = child_env(env);
-    auto cargv = c_strings(argv);
-    auto cenv = c_strings(envs);
-    const pid_t parent = getpid();
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed for " + label_);
-    if (pid_ == 0) {
-      setpgid(0, 0);
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(1);
-      const int in = open("/dev/null", O_RDONLY);
-      const int out = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (in < 0 || out < 0) _exit(126);
-      dup2(in, 0);
-      dup2(out, 1);
-      dup2(out, 2);
-      execve(cargv[0], cargv.data(), cenv.data());
-      _exit(127);
-    }
-    setpgid(pid_, pid_);
-  }
-  ~Child() { stop(); }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  bool running() {
-    if (exited_) return false;
-    int st = 0;
-    const pid_t r = waitpid(pid_, &st, WNOHANG);
-    if (r == pid_) {
-      exited_ = true;
-      status_ = st;
-      kill(-pid_, SIGKILL);  // whatever it left behind in its group
-      return false;
-    }
-    return true;
-  }
-
-  void stop(std::chrono::milliseconds grace = 10s) noexcept {
-    if (!running()) return;
-    kill(-pid_, SIGTERM);
-    const auto end = Clock::now() + grace;
-    while (Clock::now() < end) {
-      if (!running()) return;
-      std::this_thread::sleep_for(20ms);
-    }
-    std::fprintf(stderr, "bench_edge: %s did not stop within %lld ms: killed\n", label_.c_str(),
-                 static_cast<long long>(grace.count()));
-    kill(-pid_, SIGKILL);
-    int st = 0;
-    waitpid(pid_, &st, 0);
-    exited_ = true;
-    status_ = st;
-  }
-
-  std::string describe_exit() const {
-    if (WIFEXITED(status_)) return "exited with status " + std::to_string(WEXITSTATUS(status_));
-    if (WIFSIGNALED(status_)) return "killed by signal " + std::to_string(WTERMSIG(status_));
-    return "gone";
-  }
-  const std::string& label() const { return label_; }
-  const std::string& log() const { return log_; }
-
- private:
-  std::string label_;
-  std::string log_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int status_ = 0;
-};
-
-struct Captured {
-  int status = -1;
-  std::string output;  // stdout and stderr
-};
-
-/// Runs a program to its end (killed after `timeout`), capturing its output.
-Captured run_capture(std::vector<std::string> argv, const std::map<std::string, std::string>& env,
-                     std::chrono::seconds timeout) {
-  auto envs = child_env(env);
-  auto cargv = c_strings(argv);
-  auto cenv = c_strings(envs);
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed for " + argv[0]);
-  if (pid == 0) {
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);
-    const int in = open("/dev/null", O_RDONLY);
-    if (in >= 0) dup2(in, 0);
-    dup2(fds[1], 1);
-    dup2(fds[1], 2);
-    execve(cargv[0], cargv.data(), cenv.data());
-    _exit(127);
-  }
-  setpgid(pid, pid);
-  g_foreground = pid;
-  if (g_stop != 0) kill(-pid, SIGTERM);
-  close(fds[1]);
-  Captured out;
-  const auto end = Clock::now() + timeout;
-  bool killed = false;
-  char buf[4096];
-  while (true) {
-    pollfd p{fds[0], POLLIN, 0};
-    const int r = poll(&p, 1, 200);
-    if (r > 0) {
-      const ssize_t n = read(fds[0], buf, sizeof buf);
-      if (n <= 0) break;
-      out.output.append(buf, static_cast<std::size_t>(n));
-    }
-    if (!killed && Clock::now() > end) {
-      kill(-pid, SIGKILL);
-      killed = true;
-    }
-  }
-  close(fds[0]);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  g_foreground = 0;
-  check_stop();
-  if (killed) throw std::runtime_error(argv[0] + " did not finish in time");
-  out.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
 
 // ------------------------------------------------------------------ HTTP
 
@@ -366,95 +122,6 @@ std::optional<std::string> live_instance(const std::string& table, const std::st
   }
   return std::nullopt;
 }
-
-// ------------------------------------------------------------------ the stack
-
-/// Every process of the run; stopped in reverse order of start.
-class Stack {
- public:
-  explicit Stack(std::string dir) : dir_(std::move(dir)) {}
-  ~Stack() {
-    for (auto it = children_.rbegin(); it != children_.rend(); ++it) (*it)->stop();
-  }
-  Stack(const Stack&) = delete;
-  Stack& operator=(const Stack&) = delete;
-
-  Child& start(const std::string& label, std::vector<std::string> argv,
-               std::map<std::string, std::string> env, const std::string& log_name) {
-    if (!fs::exists(argv[0])) throw std::runtime_error(label + ": no binary at " + argv[0]);
-    children_.push_back(
-        std::make_unique<Child>(label, std::move(argv), std::move(env), dir_ + "/" + log_name));
-    return *children_.back();
-  }
-
-  /// Throws naming the first child that is gone.
-  void check_alive() {
-    for (auto& c : children_) {
-      if (!c->running()) {
-        throw std::runtime_error(c->label() + " " + c->describe_exit() + "; its log:\n" +
-                                 tail_of_file(c->log(), 30));
-      }
-    }
-  }
-
-  /// Polls `pred` every 100 ms until it holds; throws after `timeout`, when a
-  /// child died, or when interrupted.
-  void wait_until(const std::string& what, std::chrono::milliseconds timeout,
-                  const std::function<bool()>& pred) {
-    const auto end = Clock::now() + timeout;
-    while (true) {
-      check_stop();
-      check_alive();
-      if (pred()) return;
-      if (Clock::now() >= end) {
-        throw std::runtime_error("timed out after " + std::to_string(timeout.count()) +
-                                 " ms waiting for " + what);
-      }
-      std::this_thread::sleep_for(100ms);
-    }
-  }
-
-  /// The warnings and errors each process logged (they run at level warn).
-  void print_log_summary() {
-    for (auto& c : children_) {
-      std::ifstream f(c->log());
-      std::vector<std::string> lines;
-      std::string line;
-      while (std::getline(f, line)) {
-        if (!line.empty()) lines.push_back(line);
-      }
-      std::printf("  %-26s %zu log lines at warn or above\n", c->label().c_str(), lines.size());
-      // Grouped by message (JSON lines: "msg":"..."), one example each.
-      std::map<std::string, std::pair<std::size_t, std::string>> by_msg;
-      std::vector<std::string> order;
-      for (const auto& l : lines) {
-        std::string key = l;
-        const auto at = l.find("\"msg\":\"");
-        if (at != std::string::npos) key = l.substr(at + 7, l.find('"', at + 7) - at - 7);
-        auto& e = by_msg[key];
-        if (e.first++ == 0) {
-          e.second = l;
-          order.push_back(key);
-        }
-      }
-      for (std::size_t i = 0; i < order.size() && i < 12; ++i) {
-        const auto& e = by_msg[order[i]];
-        std::printf("      %5zu x %s\n", e.first, e.second.substr(0, 320).c_str());
-      }
-    }
-  }
-
-  void print_log_tails() {
-    for (auto& c : children_) {
-      std::fprintf(stderr, "---- %s (%s) log tail ----\n%s", c->label().c_str(), c->log().c_str(),
-                   tail_of_file(c->log(), 15).c_str());
-    }
-  }
-
- private:
-  std::string dir_;
-  std::vector<std::unique_ptr<Child>> children_;
-};
 
 // ------------------------------------------------------------------ figures
 
@@ -899,176 +566,139 @@ int run(const Options& o) {
       o.connections, o.wrk_threads, o.warmup_s, o.duration_s);
   std::fflush(stdout);
 
-  std::string tmpl =
-      std::string(std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp") +
-      "/sb-bench-edge.XXXXXX";
-  if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  const std::string dir = tmpl;
+  const std::string dir = make_work_dir("edge");
   chmod(dir.c_str(), 0755);  // nginx workers run as nobody
   fs::create_directories(dir + "/nginx-tmp");
   write_file(dir + "/summary.lua", kSummaryLua);
   write_file(dir + "/status.lua", kStatusLua);
 
-  int rc = 0;
-  {
-    Stack stack(dir);
-    try {
-      const std::string b = o.build_dir;
-      const std::string secret = random_hex(48);
-      const std::map<std::string, std::string> common = {{"SB_CONFIG", ""},
-                                                         {"SB_LOG_LEVEL", "warn"}};
-      auto with = [&](std::map<std::string, std::string> extra) {
-        extra.insert(common.begin(), common.end());
-        return extra;
-      };
-      stack.start("sb-store", {b + "/services/store/sb-store"},
-                  with({{"SB_POSTGRES_URL", o.postgres_url},
-                        {"SB_RABBITMQ_URL", o.amqp_url},
-                        {"SB_HTTP_PORT", "0"}}),
-                  "store.log");
-      stack.start("sb-registry", {b + "/services/registry/sb-registry"},
-                  with({{"SB_POSTGRES_URL", o.postgres_url},
-                        {"SB_RABBITMQ_URL", o.amqp_url},
-                        {"SB_HTTP_PORT", "0"}}),
-                  "registry.log");
-      const int edge_port = free_port();
-      const auto edge_env = with({{"SB_RABBITMQ_URL", o.amqp_url},
-                                  {"SB_REDIS_URL", o.redis_url},
-                                  {"SB_HTTP_PORT", std::to_string(edge_port)},
-                                  {"SB_AUTH_JWT_SECRET", secret},
-                                  {"SB_HTTP_THREADS", std::to_string(o.edge_threads)}});
-      stack.start("sb-edge", {b + "/services/edge/sb-edge"}, edge_env, "edge.log");
-      const std::string plugin = b + "/tests/support/plugin/sb-test-plugin";
-      stack.start("sb-test-plugin benchamqp", {plugin},
-                  with({{"SB_RABBITMQ_URL", o.amqp_url},
-                        {"SB_POSTGRES_URL", o.postgres_url},
-                        {"SB_HTTP_PORT", "0"},
-                        {"SB_PLUGIN_NAME", "benchamqp"},
-                        {"SB_PLUGIN_VERSION", "1.0.0"},
-                        {"SB_PLUGIN_TRANSPORT", "amqp"}}),
-                  "plugin-amqp.log");
-      stack.start("sb-test-plugin benchhttp", {plugin},
-                  with({{"SB_RABBITMQ_URL", o.amqp_url},
-                        {"SB_POSTGRES_URL", o.postgres_url},
-                        {"SB_HTTP_PORT", "0"},
-                        {"SB_PLUGIN_NAME", "benchhttp"},
-                        {"SB_PLUGIN_VERSION", "1.0.0"},
-                        {"SB_PLUGIN_TRANSPORT", "http"},
-                        {"SB_PLUGIN_HTTP_PORT", "0"},
-                        {"SB_PLUGIN_HTTP_THREADS", std::to_string(o.plugin_http_threads)}}),
-                  "plugin-http.log");
+  return run_with_stack(dir, o.keep, [&](Stack& stack) {
+    const std::string b = o.build_dir;
+    const std::string secret = random_hex(48);
+    const std::map<std::string, std::string> common = {{"SB_CONFIG", ""}, {"SB_LOG_LEVEL", "warn"}};
+    auto with = [&](std::map<std::string, std::string> extra) {
+      extra.insert(common.begin(), common.end());
+      return extra;
+    };
+    stack.start("sb-store", {b + "/services/store/sb-store"},
+                with({{"SB_POSTGRES_URL", o.postgres_url},
+                      {"SB_RABBITMQ_URL", o.amqp_url},
+                      {"SB_HTTP_PORT", "0"}}),
+                "store.log");
+    stack.start("sb-registry", {b + "/services/registry/sb-registry"},
+                with({{"SB_POSTGRES_URL", o.postgres_url},
+                      {"SB_RABBITMQ_URL", o.amqp_url},
+                      {"SB_HTTP_PORT", "0"}}),
+                "registry.log");
+    const int edge_port = free_port();
+    const auto edge_env = with({{"SB_RABBITMQ_URL", o.amqp_url},
+                                {"SB_REDIS_URL", o.redis_url},
+                                {"SB_HTTP_PORT", std::to_string(edge_port)},
+                                {"SB_AUTH_JWT_SECRET", secret},
+                                {"SB_HTTP_THREADS", std::to_string(o.edge_threads)}});
+    stack.start("sb-edge", {b + "/services/edge/sb-edge"}, edge_env, "edge.log");
+    const std::string plugin = b + "/tests/support/plugin/sb-test-plugin";
+    stack.start("sb-test-plugin benchamqp", {plugin},
+                with({{"SB_RABBITMQ_URL", o.amqp_url},
+                      {"SB_POSTGRES_URL", o.postgres_url},
+                      {"SB_HTTP_PORT", "0"},
+                      {"SB_PLUGIN_NAME", "benchamqp"},
+                      {"SB_PLUGIN_VERSION", "1.0.0"},
+                      {"SB_PLUGIN_TRANSPORT", "amqp"}}),
+                "plugin-amqp.log");
+    stack.start("sb-test-plugin benchhttp", {plugin},
+                with({{"SB_RABBITMQ_URL", o.amqp_url},
+                      {"SB_POSTGRES_URL", o.postgres_url},
+                      {"SB_HTTP_PORT", "0"},
+                      {"SB_PLUGIN_NAME", "benchhttp"},
+                      {"SB_PLUGIN_VERSION", "1.0.0"},
+                      {"SB_PLUGIN_TRANSPORT", "http"},
+                      {"SB_PLUGIN_HTTP_PORT", "0"},
+                      {"SB_PLUGIN_HTTP_THREADS", std::to_string(o.plugin_http_threads)}}),
+                "plugin-http.log");
 
-      const auto started = Clock::now();
-      stack.wait_until("the edge's GET /ready to answer 200", 60s,
-                       [&] { return http_get(edge_port, "/ready").status == 200; });
-      auto token = run_capture({b + "/services/edge/sb-edge", "token", "--sub", "bench", "--tenant",
-                                "bench", "--roles", "super_admin"},
-                               edge_env, 30s);
-      std::string jwt;  // the last non-empty line of its output
-      {
-        std::istringstream lines(token.output);
-        std::string line;
-        while (std::getline(lines, line)) {
-          if (!line.empty()) jwt = line;
-        }
-      }
-      if (token.status != 0 || jwt.empty()) {
-        throw std::runtime_error("sb-edge token failed: " + token.output);
-      }
-      std::string base_url;
-      stack.wait_until("benchamqp and benchhttp in the edge's GET /api/v1/services", 90s, [&] {
-        const auto r = http_get(edge_port, "/api/v1/services", jwt);
-        if (r.status != 200) return false;
-        auto amqp = live_instance(r.body, "benchamqp", "1.0.0");
-        auto http = live_instance(r.body, "benchhttp", "1.0.0");
-        if (!amqp || !http || *http == "amqp") return false;
-        base_url = *http;
-        return true;
-      });
-      const std::string url_a =
-          "http://127.0.0.1:" + std::to_string(edge_port) + "/api/benchamqp/public/ping";
-      const std::string url_b =
-          "http://127.0.0.1:" + std::to_string(edge_port) + "/api/benchhttp/public/ping";
-      stack.wait_until("the edge to route GET /api/benchamqp/public/ping", 30s, [&] {
-        return http_get(edge_port, "/api/benchamqp/public/ping").status == 200;
-      });
-      stack.wait_until("the edge to route GET /api/benchhttp/public/ping", 30s, [&] {
-        return http_get(edge_port, "/api/benchhttp/public/ping").status == 200;
-      });
+    const auto started = Clock::now();
+    stack.wait_until("the edge's GET /ready to answer 200", 60s,
+                     [&] { return http_get(edge_port, "/ready").status == 200; });
+    const std::string jwt = mint_jwt(b + "/services/edge/sb-edge", edge_env);
+    std::string base_url;
+    stack.wait_until("benchamqp and benchhttp in the edge's GET /api/v1/services", 90s, [&] {
+      const auto r = http_get(edge_port, "/api/v1/services", jwt);
+      if (r.status != 200) return false;
+      auto amqp = live_instance(r.body, "benchamqp", "1.0.0");
+      auto http = live_instance(r.body, "benchhttp", "1.0.0");
+      if (!amqp || !http || *http == "amqp") return false;
+      base_url = *http;
+      return true;
+    });
+    const std::string url_a =
+        "http://127.0.0.1:" + std::to_string(edge_port) + "/api/benchamqp/public/ping";
+    const std::string url_b =
+        "http://127.0.0.1:" + std::to_string(edge_port) + "/api/benchhttp/public/ping";
+    stack.wait_until("the edge to route GET /api/benchamqp/public/ping", 30s, [&] {
+      return http_get(edge_port, "/api/benchamqp/public/ping").status == 200;
+    });
+    stack.wait_until("the edge to route GET /api/benchhttp/public/ping", 30s, [&] {
+      return http_get(edge_port, "/api/benchhttp/public/ping").status == 200;
+    });
 
-      const std::string prefix = "http://";
-      if (base_url.rfind(prefix, 0) != 0) throw std::runtime_error("odd base_url " + base_url);
-      std::string upstream = base_url.substr(prefix.size());
-      if (const auto slash = upstream.find('/'); slash != std::string::npos) {
-        throw std::runtime_error("base_url with a path is not supported here: " + base_url);
-      }
-      const int nginx_port = free_port();
-      write_file(dir + "/nginx.conf", nginx_config(dir, nginx_port, upstream));
-      stack.start("nginx",
-                  {o.nginx, "-p", dir, "-c", dir + "/nginx.conf", "-e", dir + "/nginx-error.log"},
-                  {}, "nginx.log");
-      stack.wait_until("nginx to proxy GET /public/ping", 20s,
-                       [&] { return http_get(nginx_port, "/public/ping").status == 200; });
-      const std::string url_c = "http://127.0.0.1:" + std::to_string(nginx_port) + "/public/ping";
-      std::printf("stack ready in %.1f s (work dir %s); plugin HTTP instance %s\n\n",
-                  std::chrono::duration<double>(Clock::now() - started).count(), dir.c_str(),
-                  base_url.c_str());
-
-      Figures a, b_, c, d;
-      // Pairs side by side: (d) then (a) on the AMQP instance, (b) then (c)
-      // on the HTTP instance.
-      if (o.runs('d')) {
-        d = plain_rpc(o,
-                      "(d) plain rabbitmq-c RPC, " + std::to_string(o.connections) + " in flight",
-                      "benchamqp.1.0.0", "/public/ping");
-        stack.check_alive();
-      }
-      if (o.runs('a')) {
-        a = wrk_case(o, dir, "(a) edge -> AMQP RPC -> plugin", url_a);
-        stack.check_alive();
-      }
-      if (o.runs('b')) {
-        b_ = wrk_case(o, dir, "(b) edge -> HTTP upstream -> plugin", url_b);
-        stack.check_alive();
-      }
-      if (o.runs('c')) {
-        c = wrk_case(o, dir, "(c) nginx proxy_pass -> plugin", url_c);
-        stack.check_alive();
-      }
-      std::printf("\nload average after: %s\n", loadavg().c_str());
-      print_header();
-      for (const Figures* f : {&a, &b_, &c, &d}) {
-        if (f->ran) print_figures(*f);
-      }
-      std::printf(
-          "  req/s counts successes only; errors: wrk's \"Non-2xx or 3xx responses\" (status >= "
-          "400),\n  for (d) replies with x-sb-status != 200 or x-sb-rpc-error; latency of (d): "
-          "publish to reply\n");
-      std::printf("\nratios (req/s)\n");
-      print_ratio("(b)/(c) edge HTTP upstream / nginx proxy_pass", b_, c, 1.0);
-      print_ratio("(a)/(d) edge AMQP RPC / plain rabbitmq-c RPC", a, d, 0.8);
-      std::printf(
-          "\nbaselines measured earlier on this box (shared/STACK.md): nginx proxy_pass -> "
-          "nginx ~41-45k req/s;\ntuned cpp-httplib alone ~49k; one RPC caller ~3k calls/s; "
-          "broker ~74 us CPU/message (AMQP mode bound ~8k/s)\n");
-      std::printf("\nprocess logs (all run at level warn):\n");
-      stack.print_log_summary();
-    } catch (const Interrupted&) {
-      std::fprintf(stderr, "bench_edge: interrupted; stopping every process\n");
-      rc = 130;
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "bench_edge: %s\n", e.what());
-      stack.print_log_tails();
-      rc = 1;
+    const std::string prefix = "http://";
+    if (base_url.rfind(prefix, 0) != 0) throw std::runtime_error("odd base_url " + base_url);
+    std::string upstream = base_url.substr(prefix.size());
+    if (const auto slash = upstream.find('/'); slash != std::string::npos) {
+      throw std::runtime_error("base_url with a path is not supported here: " + base_url);
     }
-  }  // every child is stopped here
-  if (o.keep) {
-    std::printf("work dir kept: %s\n", dir.c_str());
-  } else {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  return rc;
+    const int nginx_port = free_port();
+    write_file(dir + "/nginx.conf", nginx_config(dir, nginx_port, upstream));
+    stack.start("nginx",
+                {o.nginx, "-p", dir, "-c", dir + "/nginx.conf", "-e", dir + "/nginx-error.log"}, {},
+                "nginx.log");
+    stack.wait_until("nginx to proxy GET /public/ping", 20s,
+                     [&] { return http_get(nginx_port, "/public/ping").status == 200; });
+    const std::string url_c = "http://127.0.0.1:" + std::to_string(nginx_port) + "/public/ping";
+    std::printf("stack ready in %.1f s (work dir %s); plugin HTTP instance %s\n\n",
+                std::chrono::duration<double>(Clock::now() - started).count(), dir.c_str(),
+                base_url.c_str());
+
+    Figures a, b_, c, d;
+    // Pairs side by side: (d) then (a) on the AMQP instance, (b) then (c)
+    // on the HTTP instance.
+    if (o.runs('d')) {
+      d = plain_rpc(o, "(d) plain rabbitmq-c RPC, " + std::to_string(o.connections) + " in flight",
+                    "benchamqp.1.0.0", "/public/ping");
+      stack.check_alive();
+    }
+    if (o.runs('a')) {
+      a = wrk_case(o, dir, "(a) edge -> AMQP RPC -> plugin", url_a);
+      stack.check_alive();
+    }
+    if (o.runs('b')) {
+      b_ = wrk_case(o, dir, "(b) edge -> HTTP upstream -> plugin", url_b);
+      stack.check_alive();
+    }
+    if (o.runs('c')) {
+      c = wrk_case(o, dir, "(c) nginx proxy_pass -> plugin", url_c);
+      stack.check_alive();
+    }
+    std::printf("\nload average after: %s\n", loadavg().c_str());
+    print_header();
+    for (const Figures* f : {&a, &b_, &c, &d}) {
+      if (f->ran) print_figures(*f);
+    }
+    std::printf(
+        "  req/s counts successes only; errors: wrk's \"Non-2xx or 3xx responses\" (status >= "
+        "400),\n  for (d) replies with x-sb-status != 200 or x-sb-rpc-error; latency of (d): "
+        "publish to reply\n");
+    std::printf("\nratios (req/s)\n");
+    print_ratio("(b)/(c) edge HTTP upstream / nginx proxy_pass", b_, c, 1.0);
+    print_ratio("(a)/(d) edge AMQP RPC / plain rabbitmq-c RPC", a, d, 0.8);
+    std::printf(
+        "\nbaselines measured earlier on this box (shared/STACK.md): nginx proxy_pass -> "
+        "nginx ~41-45k req/s;\ntuned cpp-httplib alone ~49k; one RPC caller ~3k calls/s; "
+        "broker ~74 us CPU/message (AMQP mode bound ~8k/s)\n");
+    std::printf("\nprocess logs (all run at level warn):\n");
+    stack.print_log_summary(26);
+  });
 }
 
 }  // namespace
@@ -1119,13 +749,7 @@ int main(int argc, char** argv) {
   o.redis_url = positional[2];
   if (o.wrk_threads > o.connections) o.wrk_threads = o.connections;
 
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGHUP, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sb::bench::install_stop_handlers();
   try {
     return run(o);
   } catch (const std::exception& e) {

@@ -28,16 +28,11 @@
 //          [--only abcd] [--keep]
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <rapidjson/document.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,7 +42,6 @@
 #include <chrono>
 #include <cinttypes>
 #include <condition_variable>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -59,7 +53,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -69,6 +62,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "procs.hpp"
 #include "raw_amqp.hpp"
 #include "switchboard/broker/rpc.hpp"
 #include "switchboard/events/envelope.hpp"
@@ -78,29 +72,13 @@
 #include "switchboard/shared/log.hpp"
 #include "switchboard/shared/pg.hpp"
 
-extern char** environ;
-
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-// ------------------------------------------------------------------ signals
-
-volatile std::sig_atomic_t g_stop = 0;
-
-extern "C" void on_signal(int) {
-  g_stop = 1;
-}
-
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("interrupted") {}
-};
-
-void check_stop() {
-  if (g_stop != 0) throw Interrupted();
-}
+using namespace sb::bench;
 
 // ------------------------------------------------------------------ options
 
@@ -123,76 +101,6 @@ struct Options {
 
 // ------------------------------------------------------------------ helpers
 
-std::string loadavg() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-int free_port() {
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  if (s < 0) throw std::runtime_error("socket failed");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  const bool ok = bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-                  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-  close(s);
-  if (!ok) throw std::runtime_error("no free port");
-  return ntohs(a.sin_port);
-}
-
-std::string random_hex(std::size_t n) {
-  static const char* digits = "0123456789abcdef";
-  static std::mt19937_64 rng(std::random_device{}());
-  std::string out;
-  out.reserve(n);
-  std::uint64_t bits = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (i % 16 == 0) bits = rng();
-    out += digits[bits & 15u];
-    bits >>= 4;
-  }
-  return out;
-}
-
-std::vector<std::string> child_env(const std::map<std::string, std::string>& extra) {
-  // No SB_* from our own environment leaks into a child.
-  std::vector<std::string> out;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    std::string_view kv = *e;
-    if (kv.rfind("SB_", 0) == 0) continue;
-    out.emplace_back(kv);
-  }
-  for (const auto& [k, v] : extra) out.push_back(k + "=" + v);
-  return out;
-}
-
-std::vector<char*> c_strings(std::vector<std::string>& v) {
-  std::vector<char*> out;
-  out.reserve(v.size() + 1);
-  for (auto& s : v) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
-std::string tail_of_file(const std::string& path, std::size_t max_lines) {
-  std::ifstream f(path);
-  std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.size() > 400) line = line.substr(0, 400) + "...";
-    lines.push_back(line);
-  }
-  std::string out;
-  const std::size_t from = lines.size() > max_lines ? lines.size() - max_lines : 0;
-  for (std::size_t i = from; i < lines.size(); ++i) out += "    " + lines[i] + "\n";
-  return out;
-}
-
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -208,220 +116,6 @@ std::int64_t wall_us() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-// ------------------------------------------------------------------ processes
-
-/// A child process in its own process group, output into a log file, killed
-/// by the kernel if we die. Stopped (TERM, then KILL) on destruction.
-class Child {
- public:
-  Child(std::string label, std::vector<std::string> argv, std::map<std::string, std::string> env,
-        std::string log_path)
-      : label_(std::move(label)), log_(std::move(log_path)) {
-    auto envs = child_env(env);
-    auto cargv = c_strings(argv);
-    auto cenv = c_strings(envs);
-    const pid_t parent = getpid();
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed for " + label_);
-    if (pid_ == 0) {
-      setpgid(0, 0);
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(1);
-      const int in = open("/dev/null", O_RDONLY);
-      const int out = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (in < 0 || out < 0) _exit(126);
-      dup2(in, 0);
-      dup2(out, 1);
-      dup2(out, 2);
-      execve(cargv[0], cargv.data(), cenv.data());
-      _exit(127);
-    }
-    setpgid(pid_, pid_);
-  }
-  ~Child() { stop(); }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  bool running() {
-    if (exited_) return false;
-    int st = 0;
-    const pid_t r = waitpid(pid_, &st, WNOHANG);
-    if (r == pid_) {
-      exited_ = true;
-      status_ = st;
-      kill(-pid_, SIGKILL);
-      return false;
-    }
-    return true;
-  }
-
-  void stop(std::chrono::milliseconds grace = 10s) noexcept {
-    if (!running()) return;
-    kill(-pid_, SIGTERM);
-    const auto end = Clock::now() + grace;
-    while (Clock::now() < end) {
-      if (!running()) return;
-      std::this_thread::sleep_for(20ms);
-    }
-    std::fprintf(stderr, "bench_events: %s did not stop within %lld ms: killed\n", label_.c_str(),
-                 static_cast<long long>(grace.count()));
-    kill(-pid_, SIGKILL);
-    int st = 0;
-    waitpid(pid_, &st, 0);
-    exited_ = true;
-    status_ = st;
-  }
-
-  std::string describe_exit() const {
-    if (WIFEXITED(status_)) return "exited with status " + std::to_string(WEXITSTATUS(status_));
-    if (WIFSIGNALED(status_)) return "killed by signal " + std::to_string(WTERMSIG(status_));
-    return "gone";
-  }
-  const std::string& label() const { return label_; }
-  const std::string& log() const { return log_; }
-  pid_t pid() const { return pid_; }
-
- private:
-  std::string label_;
-  std::string log_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int status_ = 0;
-};
-
-/// Runs a program to its end (killed after `timeout`), capturing its output.
-std::pair<int, std::string> run_capture(std::vector<std::string> argv,
-                                        const std::map<std::string, std::string>& env,
-                                        std::chrono::seconds timeout) {
-  auto envs = child_env(env);
-  auto cargv = c_strings(argv);
-  auto cenv = c_strings(envs);
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed for " + argv[0]);
-  if (pid == 0) {
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);
-    const int in = open("/dev/null", O_RDONLY);
-    if (in >= 0) dup2(in, 0);
-    dup2(fds[1], 1);
-    dup2(fds[1], 2);
-    execve(cargv[0], cargv.data(), cenv.data());
-    _exit(127);
-  }
-  setpgid(pid, pid);
-  close(fds[1]);
-  std::string output;
-  const auto end = Clock::now() + timeout;
-  bool killed = false;
-  char buf[4096];
-  while (true) {
-    pollfd p{fds[0], POLLIN, 0};
-    if (poll(&p, 1, 200) > 0) {
-      const ssize_t n = read(fds[0], buf, sizeof buf);
-      if (n <= 0) break;
-      output.append(buf, static_cast<std::size_t>(n));
-    }
-    if (!killed && (Clock::now() > end || g_stop != 0)) {
-      kill(-pid, SIGKILL);
-      killed = true;
-    }
-  }
-  close(fds[0]);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  check_stop();
-  if (killed) throw std::runtime_error(argv[0] + " did not finish in time");
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, output};
-}
-
-/// Every process of the run; stopped in reverse order of start.
-class Stack {
- public:
-  explicit Stack(std::string dir) : dir_(std::move(dir)) {}
-  ~Stack() {
-    for (auto it = children_.rbegin(); it != children_.rend(); ++it) (*it)->stop();
-  }
-  Stack(const Stack&) = delete;
-  Stack& operator=(const Stack&) = delete;
-
-  Child& start(const std::string& label, std::vector<std::string> argv,
-               std::map<std::string, std::string> env, const std::string& log_name) {
-    if (!fs::exists(argv[0])) throw std::runtime_error(label + ": no binary at " + argv[0]);
-    children_.push_back(
-        std::make_unique<Child>(label, std::move(argv), std::move(env), dir_ + "/" + log_name));
-    return *children_.back();
-  }
-
-  void check_alive() {
-    for (auto& c : children_) {
-      if (!c->running()) {
-        throw std::runtime_error(c->label() + " " + c->describe_exit() + "; its log:\n" +
-                                 tail_of_file(c->log(), 30));
-      }
-    }
-  }
-
-  void wait_until(const std::string& what, std::chrono::milliseconds timeout,
-                  const std::function<bool()>& pred) {
-    const auto end = Clock::now() + timeout;
-    while (true) {
-      check_stop();
-      check_alive();
-      if (pred()) return;
-      if (Clock::now() >= end) {
-        throw std::runtime_error("timed out after " + std::to_string(timeout.count()) +
-                                 " ms waiting for " + what);
-      }
-      std::this_thread::sleep_for(100ms);
-    }
-  }
-
-  /// The warnings and errors each process logged (they run at level warn),
-  /// grouped by message.
-  void print_log_summary() {
-    for (auto& c : children_) {
-      std::ifstream f(c->log());
-      std::vector<std::string> lines;
-      std::string line;
-      while (std::getline(f, line)) {
-        if (!line.empty()) lines.push_back(line);
-      }
-      std::printf("  %-12s %zu log lines at warn or above\n", c->label().c_str(), lines.size());
-      std::map<std::string, std::pair<std::size_t, std::string>> by_msg;
-      std::vector<std::string> order;
-      for (const auto& l : lines) {
-        std::string key = l;
-        const auto at = l.find("\"msg\":\"");
-        if (at != std::string::npos) key = l.substr(at + 7, l.find('"', at + 7) - at - 7);
-        auto& e = by_msg[key];
-        if (e.first++ == 0) {
-          e.second = l;
-          order.push_back(key);
-        }
-      }
-      for (std::size_t i = 0; i < order.size() && i < 12; ++i) {
-        const auto& e = by_msg[order[i]];
-        std::printf("      %5zu x %s\n", e.first, e.second.substr(0, 320).c_str());
-      }
-    }
-  }
-
-  void print_log_tails() {
-    for (auto& c : children_) {
-      std::fprintf(stderr, "---- %s (%s) log tail ----\n%s", c->label().c_str(), c->log().c_str(),
-                   tail_of_file(c->log(), 15).c_str());
-    }
-  }
-
- private:
-  std::string dir_;
-  std::vector<std::unique_ptr<Child>> children_;
-};
 
 // ------------------------------------------------------------------ HTTP over a plain socket
 
@@ -1153,7 +847,7 @@ SseFigures sse_case(const Options& o, Stack& stack, int port, const std::string&
   std::vector<double> spreads;
   for (const auto& [p, s] : spread)
     spreads.push_back(static_cast<double>(s.second - s.first) / 1e6);
-  using sb::bench::percentile;
+  using namespace sb::bench;
   std::printf("    appends: %" PRId64 " sent in %.2f s, %" PRId64
               " failed%s; append RPC round trip p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
               n_events, send_seconds, appends->failed,
@@ -1325,200 +1019,161 @@ int run(const Options& o) {
   std::printf("load average before: %s (%u cores)\n", loadavg().c_str(),
               std::thread::hardware_concurrency());
   std::fflush(stdout);
-  std::string tmpl =
-      std::string(std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp") +
-      "/sb-bench-events.XXXXXX";
-  if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-  const std::string dir = tmpl;
+  const std::string dir = make_work_dir("events");
 
-  int rc = 0;
-  {
-    Stack stack(dir);
+  return run_with_stack(dir, o.keep, [&](Stack& stack) {
+    const std::string b = o.build_dir;
+    const std::string secret = random_hex(48);
+    const std::map<std::string, std::string> common = {{"SB_CONFIG", ""}, {"SB_LOG_LEVEL", "warn"}};
+    auto with = [&](std::map<std::string, std::string> extra) {
+      extra.insert(common.begin(), common.end());
+      return extra;
+    };
+    stack.start("sb-store", {b + "/services/store/sb-store"},
+                with({{"SB_POSTGRES_URL", o.postgres_url},
+                      {"SB_RABBITMQ_URL", o.amqp_url},
+                      {"SB_HTTP_PORT", "0"},
+                      {"SB_STORE_CATALOG_TEST_TYPES", "true"}}),
+                "store.log");
+    const auto started = Clock::now();
+    sb::broker::RpcClientOptions ro;
+    ro.connection.url = o.amqp_url;
+    ro.connection.name = "bench-events";
+    sb::broker::RpcClient rpc(ro);
+    stack.wait_until("an RPC connection", 30s, [&] { return rpc.connected(); });
+    std::string last_probe;
     try {
-      const std::string b = o.build_dir;
-      const std::string secret = random_hex(48);
-      const std::map<std::string, std::string> common = {{"SB_CONFIG", ""},
-                                                         {"SB_LOG_LEVEL", "warn"}};
-      auto with = [&](std::map<std::string, std::string> extra) {
-        extra.insert(common.begin(), common.end());
-        return extra;
-      };
-      stack.start("sb-store", {b + "/services/store/sb-store"},
-                  with({{"SB_POSTGRES_URL", o.postgres_url},
-                        {"SB_RABBITMQ_URL", o.amqp_url},
-                        {"SB_HTTP_PORT", "0"},
-                        {"SB_STORE_CATALOG_TEST_TYPES", "true"}}),
-                  "store.log");
-      const auto started = Clock::now();
-      sb::broker::RpcClientOptions ro;
-      ro.connection.url = o.amqp_url;
-      ro.connection.name = "bench-events";
-      sb::broker::RpcClient rpc(ro);
-      stack.wait_until("an RPC connection", 30s, [&] { return rpc.connected(); });
-      std::string last_probe;
-      try {
-        stack.wait_until("the store to accept store.append (test.thing.happened)", 60s, [&] {
-          try {
-            auto r = rpc.call("store.append",
-                              message(append_body("bench-probe", "test.thing.happened", 0, 1)), 5s)
-                         .get();
-            last_probe = r.body;
-            appended_positions(r.body);
-            return r.body.find("\"appended\"") != std::string::npos;
-          } catch (const std::exception& e) {
-            last_probe = e.what();
-            return false;
-          }
-        });
-      } catch (const std::runtime_error& e) {
-        if (g_stop != 0) throw;
-        throw std::runtime_error(std::string(e.what()) + "; last answer: " + last_probe);
-      }
-      const int edge_port = free_port();
-      auto edge_env = with({{"SB_RABBITMQ_URL", o.amqp_url},
-                            {"SB_REDIS_URL", o.redis_url},
-                            {"SB_POSTGRES_URL", o.postgres_url},
-                            {"SB_HTTP_PORT", std::to_string(edge_port)},
-                            {"SB_AUTH_JWT_SECRET", secret}});
-      if (o.sse_clients > 120) edge_env["SB_SSE_MAX_CLIENTS"] = std::to_string(o.sse_clients + 8);
-      Child& edge = stack.start("sb-edge", {b + "/services/edge/sb-edge"}, edge_env, "edge.log");
-      stack.wait_until("the edge's GET /ready to answer 200", 60s,
-                       [&] { return http_get(edge_port, "/ready").first == 200; });
-      auto [token_status, token_out] =
-          run_capture({b + "/services/edge/sb-edge", "token", "--sub", "bench", "--tenant", "bench",
-                       "--roles", "super_admin"},
-                      edge_env, 30s);
-      std::string jwt;  // the last non-empty line of its output
-      {
-        std::istringstream lines(token_out);
-        std::string line;
-        while (std::getline(lines, line)) {
-          if (!line.empty()) jwt = line;
+      stack.wait_until("the store to accept store.append (test.thing.happened)", 60s, [&] {
+        try {
+          auto r = rpc.call("store.append",
+                            message(append_body("bench-probe", "test.thing.happened", 0, 1)), 5s)
+                       .get();
+          last_probe = r.body;
+          appended_positions(r.body);
+          return r.body.find("\"appended\"") != std::string::npos;
+        } catch (const std::exception& e) {
+          last_probe = e.what();
+          return false;
         }
-      }
-      if (token_status != 0 || jwt.empty()) {
-        throw std::runtime_error("sb-edge token failed: " + token_out);
-      }
-      std::printf("stack ready in %.1f s (work dir %s)\n", seconds_since(started), dir.c_str());
-
-      const auto seeded = seed(rpc, o.events);
-      std::printf("seeded %" PRId64 " events (positions %" PRId64 "..%" PRId64
-                  ") through store.append, 500 per append, 4 in flight: %.1f s, %.0f events/s\n",
-                  seeded.count, seeded.first, seeded.last, seeded.seconds,
-                  static_cast<double>(seeded.count) / seeded.seconds);
-      if (seeded.last - seeded.first + 1 != seeded.count) {
-        std::printf("  note: other events interleave with the seeded ones (%" PRId64
-                    " positions for %" PRId64 " events)\n",
-                    seeded.last - seeded.first + 1, seeded.count);
-      }
-      std::fflush(stdout);
-
-      // (d) first, on an edge that has not streamed anything big yet.
-      RssFigures d;
-      if (o.runs('d')) d = slow_reader_case(o, stack, edge.pid(), edge_port, jwt, seeded);
-
-      std::vector<double> edge_rates, pg_rates;
-      std::uint64_t edge_bytes = 0;
-      if (o.runs('a') || o.runs('b')) {
-        std::printf("\n(a)/(b) export of %" PRId64
-                    " events, (b) then (a), round 0 then %d counted rounds; "
-                    "load average %s\n",
-                    seeded.count, o.rounds, loadavg().c_str());
-        sb::pg::ConnectOptions co;
-        co.url = o.postgres_url;
-        co.application_name = "bench-events";
-        sb::pg::Connection conn(co);
-        // Round 0 runs on the statistics autovacuum left (it may have
-        // analysed the table in the middle of the seeding, or not at all);
-        // then ANALYZE, and the counted rounds.
-        std::printf("    plans on the statistics autovacuum left:\n");
-        print_plans(conn, seeded);
-        std::fflush(stdout);
-        std::printf("    %-60s %10s %10s %8s %8s\n", "round", "events/s", "events", "MB", "s");
-        std::fflush(stdout);
-        for (int r = 0; r <= o.rounds; ++r) {
-          check_stop();
-          if (r == 1) {
-            conn.exec("ANALYZE events");
-            std::printf("    plans after ANALYZE events:\n");
-            print_plans(conn, seeded);
-          }
-          if (o.runs('b')) {
-            const auto e = pg_export(conn, seeded);
-            if (r > 0) pg_rates.push_back(e.rate());
-            std::printf("    %-60s %10.0f %10" PRId64 " %8.1f %8.2f%s%s\n",
-                        ("(b) PostgreSQL + event_from_row + to_json, " + round_name(r)).c_str(),
-                        e.rate(), e.events, static_cast<double>(e.bytes) / 1048576.0, e.seconds,
-                        e.problems.empty() ? "" : "  PROBLEMS:", e.problems.c_str());
-          }
-          if (o.runs('a')) {
-            const auto e = edge_export(edge_port, jwt, seeded);
-            if (r > 0) edge_rates.push_back(e.rate());
-            edge_bytes = e.bytes;
-            std::printf("    %-60s %10.0f %10" PRId64 " %8.1f %8.2f%s%s\n",
-                        ("(a) edge NDJSON export, " + round_name(r)).c_str(), e.rate(), e.events,
-                        static_cast<double>(e.bytes) / 1048576.0, e.seconds,
-                        e.problems.empty() ? "" : "  PROBLEMS:", e.problems.c_str());
-          }
-          std::fflush(stdout);
-          stack.check_alive();
-        }
-        std::printf("    load average after: %s\n", loadavg().c_str());
-      }
-
-      SseFigures c;
-      if (o.runs('c')) c = sse_case(o, stack, edge_port, jwt, rpc);
-
-      std::printf("\nsummary (load average now %s)\n", loadavg().c_str());
-      if (!pg_rates.empty()) {
-        std::printf("  (b) PostgreSQL read + serialise, median      %10.0f events/s\n",
-                    median(pg_rates));
-      }
-      if (!edge_rates.empty()) {
-        std::printf(
-            "  (a) edge NDJSON export, median               %10.0f events/s  (%.0f bytes "
-            "per line)\n",
-            median(edge_rates),
-            static_cast<double>(edge_bytes) / static_cast<double>(seeded.count));
-      }
-      if (!pg_rates.empty() && !edge_rates.empty() && median(pg_rates) > 0) {
-        const double ratio = median(edge_rates) / median(pg_rates);
-        std::printf("  (a)/(b)                                      %10.3f   goal >= 0.5  %s\n",
-                    ratio, ratio >= 0.5 ? "met" : "NOT MET");
-      }
-      if (c.ran) {
-        std::printf(
-            "  (c) SSE %d clients, arrival - recorded_at     p50 %.2f ms, p99 %.2f ms, max "
-            "%.2f ms; missing %" PRId64 ", duplicated %" PRId64 "  %s\n",
-            o.sse_clients, c.p50, c.p99, c.max, c.missing, c.duplicated,
-            c.missing == 0 && c.duplicated == 0 ? "(goal 0/0 met)" : "(goal 0/0 NOT MET)");
-      }
-      if (d.ran) {
-        std::printf(
-            "  (d) slow NDJSON reader, edge peak RSS growth  %10.1f MB   goal < 20 MB  %s\n",
-            d.growth_mb, d.growth_mb < 20.0 ? "met" : "NOT MET");
-      }
-      std::printf(
-          "  PostgreSQL read by position, 1000-row pages, measured earlier on this box "
-          "(shared/STACK.md): ~144k rows/s (no JSON)\n");
-      std::printf("\nprocess logs (all run at level warn):\n");
-      stack.print_log_summary();
-    } catch (const Interrupted&) {
-      std::fprintf(stderr, "bench_events: interrupted; stopping every process\n");
-      rc = 130;
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "bench_events: %s\n", e.what());
-      stack.print_log_tails();
-      rc = 1;
+      });
+    } catch (const std::runtime_error& e) {
+      if (g_stop != 0) throw;
+      throw std::runtime_error(std::string(e.what()) + "; last answer: " + last_probe);
     }
-  }  // every child is stopped here
-  if (o.keep) {
-    std::printf("work dir kept: %s\n", dir.c_str());
-  } else {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  return rc;
+    const int edge_port = free_port();
+    auto edge_env = with({{"SB_RABBITMQ_URL", o.amqp_url},
+                          {"SB_REDIS_URL", o.redis_url},
+                          {"SB_POSTGRES_URL", o.postgres_url},
+                          {"SB_HTTP_PORT", std::to_string(edge_port)},
+                          {"SB_AUTH_JWT_SECRET", secret}});
+    if (o.sse_clients > 120) edge_env["SB_SSE_MAX_CLIENTS"] = std::to_string(o.sse_clients + 8);
+    Child& edge = stack.start("sb-edge", {b + "/services/edge/sb-edge"}, edge_env, "edge.log");
+    stack.wait_until("the edge's GET /ready to answer 200", 60s,
+                     [&] { return http_get(edge_port, "/ready").first == 200; });
+    const std::string jwt = mint_jwt(b + "/services/edge/sb-edge", edge_env);
+    std::printf("stack ready in %.1f s (work dir %s)\n", seconds_since(started), dir.c_str());
+
+    const auto seeded = seed(rpc, o.events);
+    std::printf("seeded %" PRId64 " events (positions %" PRId64 "..%" PRId64
+                ") through store.append, 500 per append, 4 in flight: %.1f s, %.0f events/s\n",
+                seeded.count, seeded.first, seeded.last, seeded.seconds,
+                static_cast<double>(seeded.count) / seeded.seconds);
+    if (seeded.last - seeded.first + 1 != seeded.count) {
+      std::printf("  note: other events interleave with the seeded ones (%" PRId64
+                  " positions for %" PRId64 " events)\n",
+                  seeded.last - seeded.first + 1, seeded.count);
+    }
+    std::fflush(stdout);
+
+    // (d) first, on an edge that has not streamed anything big yet.
+    RssFigures d;
+    if (o.runs('d')) d = slow_reader_case(o, stack, edge.pid(), edge_port, jwt, seeded);
+
+    std::vector<double> edge_rates, pg_rates;
+    std::uint64_t edge_bytes = 0;
+    if (o.runs('a') || o.runs('b')) {
+      std::printf("\n(a)/(b) export of %" PRId64
+                  " events, (b) then (a), round 0 then %d counted rounds; "
+                  "load average %s\n",
+                  seeded.count, o.rounds, loadavg().c_str());
+      sb::pg::ConnectOptions co;
+      co.url = o.postgres_url;
+      co.application_name = "bench-events";
+      sb::pg::Connection conn(co);
+      // Round 0 runs on the statistics autovacuum left (it may have
+      // analysed the table in the middle of the seeding, or not at all);
+      // then ANALYZE, and the counted rounds.
+      std::printf("    plans on the statistics autovacuum left:\n");
+      print_plans(conn, seeded);
+      std::fflush(stdout);
+      std::printf("    %-60s %10s %10s %8s %8s\n", "round", "events/s", "events", "MB", "s");
+      std::fflush(stdout);
+      for (int r = 0; r <= o.rounds; ++r) {
+        check_stop();
+        if (r == 1) {
+          conn.exec("ANALYZE events");
+          std::printf("    plans after ANALYZE events:\n");
+          print_plans(conn, seeded);
+        }
+        if (o.runs('b')) {
+          const auto e = pg_export(conn, seeded);
+          if (r > 0) pg_rates.push_back(e.rate());
+          std::printf("    %-60s %10.0f %10" PRId64 " %8.1f %8.2f%s%s\n",
+                      ("(b) PostgreSQL + event_from_row + to_json, " + round_name(r)).c_str(),
+                      e.rate(), e.events, static_cast<double>(e.bytes) / 1048576.0, e.seconds,
+                      e.problems.empty() ? "" : "  PROBLEMS:", e.problems.c_str());
+        }
+        if (o.runs('a')) {
+          const auto e = edge_export(edge_port, jwt, seeded);
+          if (r > 0) edge_rates.push_back(e.rate());
+          edge_bytes = e.bytes;
+          std::printf("    %-60s %10.0f %10" PRId64 " %8.1f %8.2f%s%s\n",
+                      ("(a) edge NDJSON export, " + round_name(r)).c_str(), e.rate(), e.events,
+                      static_cast<double>(e.bytes) / 1048576.0, e.seconds,
+                      e.problems.empty() ? "" : "  PROBLEMS:", e.problems.c_str());
+        }
+        std::fflush(stdout);
+        stack.check_alive();
+      }
+      std::printf("    load average after: %s\n", loadavg().c_str());
+    }
+
+    SseFigures c;
+    if (o.runs('c')) c = sse_case(o, stack, edge_port, jwt, rpc);
+
+    std::printf("\nsummary (load average now %s)\n", loadavg().c_str());
+    if (!pg_rates.empty()) {
+      std::printf("  (b) PostgreSQL read + serialise, median      %10.0f events/s\n",
+                  median(pg_rates));
+    }
+    if (!edge_rates.empty()) {
+      std::printf(
+          "  (a) edge NDJSON export, median               %10.0f events/s  (%.0f bytes "
+          "per line)\n",
+          median(edge_rates), static_cast<double>(edge_bytes) / static_cast<double>(seeded.count));
+    }
+    if (!pg_rates.empty() && !edge_rates.empty() && median(pg_rates) > 0) {
+      const double ratio = median(edge_rates) / median(pg_rates);
+      std::printf("  (a)/(b)                                      %10.3f   goal >= 0.5  %s\n",
+                  ratio, ratio >= 0.5 ? "met" : "NOT MET");
+    }
+    if (c.ran) {
+      std::printf(
+          "  (c) SSE %d clients, arrival - recorded_at     p50 %.2f ms, p99 %.2f ms, max "
+          "%.2f ms; missing %" PRId64 ", duplicated %" PRId64 "  %s\n",
+          o.sse_clients, c.p50, c.p99, c.max, c.missing, c.duplicated,
+          c.missing == 0 && c.duplicated == 0 ? "(goal 0/0 met)" : "(goal 0/0 NOT MET)");
+    }
+    if (d.ran) {
+      std::printf("  (d) slow NDJSON reader, edge peak RSS growth  %10.1f MB   goal < 20 MB  %s\n",
+                  d.growth_mb, d.growth_mb < 20.0 ? "met" : "NOT MET");
+    }
+    std::printf(
+        "  PostgreSQL read by position, 1000-row pages, measured earlier on this box "
+        "(shared/STACK.md): ~144k rows/s (no JSON)\n");
+    std::printf("\nprocess logs (all run at level warn):\n");
+    stack.print_log_summary(12);
+  });
 }
 
 }  // namespace
@@ -1572,13 +1227,7 @@ int main(int argc, char** argv) {
                  .level = sb::log::Level::warn,
                  .json = true,
                  .file = ""});
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGHUP, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sb::bench::install_stop_handlers();
   try {
     return run(o);
   } catch (const std::exception& e) {
