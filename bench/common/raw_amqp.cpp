@@ -65,18 +65,21 @@ void RawConnection::check(amqp_rpc_reply_t r, const char* what) {
 
 void raw_publish_confirmed(const std::string& url, const std::string& exchange,
                            const std::vector<std::string>& routing_keys,
-                           const std::vector<std::string>& bodies, std::size_t window) {
+                           const std::vector<std::string>& bodies, std::size_t window,
+                           const RawProperties& properties) {
   RawConnection r(url, true);
-  amqp_basic_properties_t p{};
-  p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-  p.content_type = amqp_cstring_bytes("application/json");
-  p.delivery_mode = 2;
+  amqp_basic_properties_t base{};
+  base._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+  base.content_type = amqp_cstring_bytes("application/json");
+  base.delivery_mode = 2;
   const std::uint64_t n = bodies.size();
   std::vector<bool> acked(n + 1, false);
   std::uint64_t sent = 0;
   std::uint64_t confirmed = 0;
   while (confirmed < n) {
     while (sent < n && sent - confirmed < window) {
+      amqp_basic_properties_t p = base;
+      if (properties) properties(static_cast<std::size_t>(sent), p);
       if (amqp_basic_publish(r.c, 1, amqp_cstring_bytes(exchange.c_str()),
                              bytes(routing_keys[sent]), 0, 0, &p,
                              bytes(bodies[sent])) != AMQP_STATUS_OK) {

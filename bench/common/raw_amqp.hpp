@@ -5,6 +5,7 @@
 #include <amqp.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,12 +24,17 @@ struct RawConnection {
   static void check(amqp_rpc_reply_t r, const char* what);
 };
 
+/// Adds properties to message `index` beyond content type and persistence
+/// (what it points to must stay valid until the next call).
+using RawProperties = std::function<void(std::size_t index, amqp_basic_properties_t& props)>;
+
 /// Publishes `bodies` persistently to `exchange`/`routing_keys[i]` with
 /// publisher confirms and at most `window` unconfirmed; returns once every
 /// message is confirmed. Throws on any failure.
 void raw_publish_confirmed(const std::string& url, const std::string& exchange,
                            const std::vector<std::string>& routing_keys,
-                           const std::vector<std::string>& bodies, std::size_t window);
+                           const std::vector<std::string>& bodies, std::size_t window,
+                           const RawProperties& properties = {});
 
 /// Declares a durable queue bound to `exchange` with `key` (and purges it).
 void raw_bind_queue(const std::string& url, const std::string& queue, const std::string& exchange,

@@ -17,12 +17,14 @@
 //        (scripts/bench.sh store [options]); --epa limits section 1 to N events per append.
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -228,65 +230,32 @@ struct RawProps {
   std::int64_t position = 0;
 };
 
-// raw_publish_confirmed with the store's properties on every message: shows
-// what those properties cost the broker, apart from the client.
-void raw_publish_confirmed_with_props(const std::string& url, const std::vector<std::string>& keys,
-                                      const std::vector<std::string>& bodies,
-                                      const std::vector<RawProps>& props, std::size_t window) {
-  bench::RawConnection r(url, true);
-  auto bytes = [](const std::string& v) {
-    return amqp_bytes_t{v.size(), const_cast<char*>(v.data())};
+// The store's properties for raw_publish_confirmed: shows what they cost the
+// broker, apart from the client.
+bench::RawProperties store_properties(const std::vector<std::string>& keys,
+                                      const std::vector<RawProps>& props) {
+  auto entries = std::make_shared<std::array<amqp_table_entry_t, 3>>();
+  return [&keys, &props, entries](std::size_t i, amqp_basic_properties_t& p) {
+    auto bytes = [](const std::string& v) {
+      return amqp_bytes_t{v.size(), const_cast<char*>(v.data())};
+    };
+    const auto& pr = props[i];
+    auto& e = *entries;
+    e[0].key = amqp_cstring_bytes("position");
+    e[0].value.kind = AMQP_FIELD_KIND_I64;
+    e[0].value.value.i64 = pr.position;
+    e[1].key = amqp_cstring_bytes("tenant");
+    e[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    e[1].value.value.bytes = bytes(pr.tenant);
+    e[2].key = amqp_cstring_bytes("x-correlation-id");
+    e[2].value.kind = AMQP_FIELD_KIND_UTF8;
+    e[2].value.value.bytes = bytes(pr.correlation);
+    p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_HEADERS_FLAG;
+    p.message_id = bytes(pr.id);
+    p.type = bytes(keys[i]);
+    p.headers.num_entries = 3;
+    p.headers.entries = e.data();
   };
-  const std::string content_type = "application/json";
-  const std::string exchange = "sb.events";
-  const std::uint64_t n = bodies.size();
-  std::vector<bool> acked(n + 1, false);
-  std::uint64_t sent = 0;
-  std::uint64_t confirmed = 0;
-  while (confirmed < n) {
-    while (sent < n && sent - confirmed < window) {
-      const auto& pr = props[sent];
-      amqp_table_entry_t entries[3];
-      entries[0].key = amqp_cstring_bytes("position");
-      entries[0].value.kind = AMQP_FIELD_KIND_I64;
-      entries[0].value.value.i64 = pr.position;
-      entries[1].key = amqp_cstring_bytes("tenant");
-      entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
-      entries[1].value.value.bytes = bytes(pr.tenant);
-      entries[2].key = amqp_cstring_bytes("x-correlation-id");
-      entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
-      entries[2].value.value.bytes = bytes(pr.correlation);
-      amqp_basic_properties_t p{};
-      p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                 AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_HEADERS_FLAG;
-      p.content_type = bytes(content_type);
-      p.delivery_mode = 2;
-      p.message_id = bytes(pr.id);
-      p.type = bytes(keys[sent]);
-      p.headers.num_entries = 3;
-      p.headers.entries = entries;
-      if (amqp_basic_publish(r.c, 1, bytes(exchange), bytes(keys[sent]), 0, 0, &p,
-                             bytes(bodies[sent])) != AMQP_STATUS_OK) {
-        throw std::runtime_error("raw amqp: publish failed");
-      }
-      ++sent;
-    }
-    amqp_frame_t f;
-    if (amqp_simple_wait_frame(r.c, &f) != AMQP_STATUS_OK)
-      throw std::runtime_error("raw amqp: wait");
-    if (f.frame_type != AMQP_FRAME_METHOD) continue;
-    if (f.payload.method.id == AMQP_BASIC_NACK_METHOD) throw std::runtime_error("raw amqp: nack");
-    if (f.payload.method.id != AMQP_BASIC_ACK_METHOD) continue;
-    const auto* a = static_cast<const amqp_basic_ack_t*>(f.payload.method.decoded);
-    const std::uint64_t lo = a->multiple != 0 ? 1 : a->delivery_tag;
-    for (std::uint64_t t = lo; t <= a->delivery_tag; ++t) {
-      if (!acked[t]) {
-        acked[t] = true;
-        ++confirmed;
-      }
-    }
-    amqp_maybe_release_buffers(r.c);
-  }
 }
 
 double median(std::vector<double> v) {
@@ -344,11 +313,8 @@ void section_publish() {
   };
   auto raw_run = [&](bool with_props) {
     auto t0 = Clock::now();
-    if (with_props) {
-      raw_publish_confirmed_with_props(g_amqp, keys, bodies, props, 2048);
-    } else {
-      bench::raw_publish_confirmed(g_amqp, "sb.events", keys, bodies, 2048);
-    }
+    bench::raw_publish_confirmed(g_amqp, "sb.events", keys, bodies, 2048,
+                                 with_props ? store_properties(keys, props) : nullptr);
     double rate = static_cast<double>(n) / seconds_since(t0);
     bench::raw_purge_queue(g_amqp, "bench.sink");
     return rate;

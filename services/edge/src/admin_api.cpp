@@ -388,13 +388,12 @@ ParkedQuery parse_parked_query(std::string_view query, const AdminApiOptions& op
   ParkedQuery q;
   q.limit = options.parked_default_limit;
   if (auto v = query_param(query, "limit")) {
-    std::int64_t n = 0;
-    auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
-    if (v->empty() || ec != std::errc() || p != v->data() + v->size() || n < 1) {
+    const auto n = text::parse_int(*v);
+    if (!n || *n < 1) {
       throw HttpError(400, "invalid_request", "query parameter `limit` must be an integer >= 1",
                       "{\"parameter\":\"limit\"}");
     }
-    q.limit = std::min<std::size_t>(static_cast<std::size_t>(n), options.parked_max_limit);
+    q.limit = std::min<std::size_t>(static_cast<std::size_t>(*n), options.parked_max_limit);
   }
   if (auto id = query_param(query, "message_id")) {
     const bool printable = std::all_of(id->begin(), id->end(), [](char c) {

@@ -107,6 +107,21 @@ class BoundedPool final : public httplib::TaskQueue {
   std::thread refuser_;
 };
 
+// The headers the client sent, names lower-case.
+std::vector<Header> client_headers(const httplib::Request& req) {
+  std::vector<Header> out;
+  out.reserve(req.headers.size());
+  for (const auto& [name, value] : req.headers) {
+    auto n = lower(name);
+    // cpp-httplib adds these itself; they were not sent by the client.
+    if (n == "remote_addr" || n == "remote_port" || n == "local_addr" || n == "local_port") {
+      continue;
+    }
+    out.push_back({std::move(n), value});
+  }
+  return out;
+}
+
 HttpRequest convert(const httplib::Request& req) {
   HttpRequest r;
   r.method = req.method;
@@ -114,15 +129,7 @@ HttpRequest convert(const httplib::Request& req) {
   const auto q = target.find('?');
   r.path = target.substr(0, q);
   if (q != std::string::npos) r.query = target.substr(q + 1);
-  r.headers.reserve(req.headers.size());
-  for (const auto& [name, value] : req.headers) {
-    auto n = lower(name);
-    // cpp-httplib adds these itself; they were not sent by the client.
-    if (n == "remote_addr" || n == "remote_port" || n == "local_addr" || n == "local_port") {
-      continue;
-    }
-    r.headers.push_back({std::move(n), value});
-  }
+  r.headers = client_headers(req);
   r.body = req.body;
   r.remote_addr = req.remote_addr;
   return r;
@@ -255,13 +262,7 @@ void Edge::start() {
     }
     // Before the body is read: refuse what is far too large without reading it.
     HttpRequest head;
-    for (const auto& [name, value] : req.headers) {
-      auto n = lower(name);
-      if (n == "remote_addr" || n == "remote_port" || n == "local_addr" || n == "local_port") {
-        continue;
-      }
-      head.headers.push_back({std::move(n), value});
-    }
+    head.headers = client_headers(req);
     if (auto refused = check_limits(head, limits)) {
       write(*refused, res);
       res.set_header("Connection", "close");
@@ -328,10 +329,6 @@ app::Health Edge::health() const {
 
 int Edge::port() const noexcept {
   return impl_->port;
-}
-
-bool Edge::wait_for_routes(std::int64_t version, std::chrono::milliseconds timeout) const {
-  return impl_->routes && impl_->routes->wait_for_version(version, timeout);
 }
 
 // ------------------------------------------------------------------ process

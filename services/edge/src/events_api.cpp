@@ -1,7 +1,5 @@
 #include "switchboard/edge/events_api.hpp"
 
-#include <charconv>
-
 #include "switchboard/events/time.hpp"
 #include "switchboard/shared/json.hpp"
 #include "switchboard/shared/pg.hpp"
@@ -13,15 +11,14 @@ namespace {
 std::int64_t parse_int_param(std::string_view query, std::string_view name, std::int64_t min) {
   auto v = query_param(query, name);
   if (!v) return min - 1;
-  std::int64_t n = 0;
-  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
-  if (ec != std::errc() || p != v->data() + v->size() || n < min) {
+  const auto n = text::parse_int(*v);
+  if (!n || *n < min) {
     throw HttpError(
         400, "invalid_request",
         "query parameter `" + std::string(name) + "` must be an integer >= " + std::to_string(min),
         "{\"parameter\":" + json::quoted(name) + "}");
   }
-  return n;
+  return *n;
 }
 
 events::Timestamp parse_time_param(const std::string& value, std::string_view name) {

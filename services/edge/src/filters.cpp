@@ -132,10 +132,9 @@ std::vector<Header> passthrough_headers(const HttpRequest& request) {
   std::vector<Header> out;
   for (const auto& h : request.headers) {
     const auto& n = h.name;
-    if (n == "connection" || n == "keep-alive" || n == "transfer-encoding" || n == "te" ||
-        n == "upgrade" || n == "trailer" || n == "host" || n == "authorization" ||
-        n == "x-api-key" || n == "cookie" || n == "content-length" || n == "x-tenant" ||
-        n.rfind("proxy-", 0) == 0 || n.rfind("x-sb-", 0) == 0 || n == "x-min-position" ||
+    // Credentials, the edge's own headers and the ones it sets itself.
+    if (hop_by_hop(n) || n == "host" || n == "authorization" || n == "x-api-key" || n == "cookie" ||
+        n == "x-tenant" || n.rfind("x-sb-", 0) == 0 || n == "x-min-position" ||
         n == "x-correlation-id" || n == "traceparent" || n == "x-request-timeout" ||
         n == "idempotency-key" || n == "x-service-version") {
       continue;

@@ -117,10 +117,7 @@ HttpResponse response_from_reply(const broker::Message& reply) {
       for (const auto& m : d.GetObject()) {
         if (!m.value.IsString()) continue;
         auto name = lower(std::string_view(m.name.GetString(), m.name.GetStringLength()));
-        if (name == "content-length" || name == "transfer-encoding" || name == "connection" ||
-            name == "content-type") {
-          continue;
-        }
+        if (hop_by_hop(name) || name == "content-type") continue;
         r.headers.push_back({std::move(name), m.value.GetString()});
       }
     }

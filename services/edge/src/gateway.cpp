@@ -234,7 +234,7 @@ struct InFlight {
       : n(counter), admitted(counter.fetch_add(1) < max) {
     m().in_flight.set(static_cast<double>(n.load()));
   }
-  ~InFlight() { n.fetch_sub(1); }
+  ~InFlight() { m().in_flight.set(static_cast<double>(n.fetch_sub(1) - 1)); }
 };
 
 }  // namespace

@@ -36,6 +36,11 @@ const std::string* HttpResponse::header(std::string_view name) const {
   return nullptr;
 }
 
+bool hop_by_hop(std::string_view n) {
+  return n == "connection" || n == "keep-alive" || n == "transfer-encoding" || n == "te" ||
+         n == "upgrade" || n == "trailer" || n == "content-length" || n.rfind("proxy-", 0) == 0;
+}
+
 std::string error_body(std::string_view code, std::string_view message,
                        std::string_view details_json) {
   std::string out = "{\"error\":{\"code\":";

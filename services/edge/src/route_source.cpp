@@ -79,12 +79,6 @@ std::shared_ptr<const CatalogView> RouteSource::catalog() const {
   return catalog_;
 }
 
-bool RouteSource::wait_for_version(std::int64_t version, std::chrono::milliseconds timeout) const {
-  std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, timeout, [&] { return router_->version() >= version || stopping_; }) &&
-         router_->version() >= version;
-}
-
 void RouteSource::loop() {
   while (true) {
     {
@@ -140,7 +134,6 @@ void RouteSource::refresh() {
     std::lock_guard lock(mu_);
     loaded_ = true;
     last_error_.clear();
-    cv_.notify_all();
   } catch (const std::exception& e) {
     std::lock_guard lock(mu_);
     if (last_error_ != e.what()) {

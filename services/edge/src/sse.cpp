@@ -1,6 +1,5 @@
 #include "switchboard/edge/sse.hpp"
 
-#include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -105,7 +104,6 @@ struct SseHub::Impl : std::enable_shared_from_this<SseHub::Impl> {
             // registered meanwhile starts at the old cursor and needs the
             // events after it pushed (next round).
             if (clients.empty() && head > cursor) cursor = head;
-            if (!cursor_known) cursor = std::max(cursor, head);
             cursor_known = true;
             if (!clients.empty()) wake = true;
           } catch (const std::exception& e) {
@@ -225,13 +223,12 @@ std::int64_t SseHub::resume_point(const HttpRequest& req) const {
   if (!v) v = query_param(req.query, "last_event_id");
   if (!v) v = query_param(req.query, "after");
   if (!v) return position();
-  std::int64_t n = 0;
-  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
-  if (ec != std::errc() || p != v->data() + v->size() || n < 0) {
+  const auto n = text::parse_int(*v);
+  if (!n || *n < 0) {
     throw HttpError(400, "invalid_request", "Last-Event-ID must be an event position",
                     "{\"header\":\"Last-Event-ID\"}");
   }
-  return n;
+  return *n;
 }
 
 HttpResponse SseHub::open(const events::Filter& filter, std::int64_t last_id) {

@@ -27,13 +27,6 @@ std::pair<time_t, time_t> split(std::chrono::milliseconds d) {
   return {static_cast<time_t>(d.count() / 1000), static_cast<time_t>((d.count() % 1000) * 1000)};
 }
 
-bool hop_by_hop(const std::string& lower_name) {
-  return lower_name == "connection" || lower_name == "keep-alive" ||
-         lower_name == "transfer-encoding" || lower_name == "te" || lower_name == "upgrade" ||
-         lower_name == "trailer" || lower_name == "content-length" ||
-         lower_name.rfind("proxy-", 0) == 0;
-}
-
 }  // namespace
 
 struct Pooled {

@@ -57,8 +57,6 @@ class Edge : public app::Component {
   app::Health health() const override;
   /// The bound port (after start()).
   int port() const noexcept;
-  /// Whether the edge holds a route table of at least `version`.
-  bool wait_for_routes(std::int64_t version, std::chrono::milliseconds timeout) const;
 
   struct Impl;
 

@@ -77,6 +77,11 @@ class HttpError : public std::runtime_error {
   std::string details_;
 };
 
+/// A header that describes one connection or the message framing, never
+/// passed between hops: Connection, Keep-Alive, Transfer-Encoding, TE,
+/// Upgrade, Trailer, Proxy-*, and Content-Length (each hop frames its own).
+bool hop_by_hop(std::string_view lower_name);
+
 using text::lower;
 using text::percent_decode;
 using text::query_param;

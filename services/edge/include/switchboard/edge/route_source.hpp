@@ -44,8 +44,6 @@ class RouteSource : public app::Component {
   app::Health health() const override;
 
   std::shared_ptr<const CatalogView> catalog() const;
-  /// Whether the table reached `version` before the timeout.
-  bool wait_for_version(std::int64_t version, std::chrono::milliseconds timeout) const;
 
  private:
   void loop();
@@ -56,7 +54,7 @@ class RouteSource : public app::Component {
   std::shared_ptr<broker::RpcClient> rpc_;
   std::unique_ptr<broker::Consumer> consumer_;
   mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
+  std::condition_variable cv_;
   std::int64_t signalled_ = 0;
   bool wake_ = true;
   bool stopping_ = false;
