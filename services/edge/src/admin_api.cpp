@@ -363,7 +363,7 @@ std::string replay_json(const Replay& r) {
 
 // ---------------------------------------------------------------- parsing
 
-void require_operator(const Principal& principal) {
+void require_operator(const auth::Principal& principal) {
   if (principal.super_admin() || principal.has_role("tenant_admin")) return;
   throw HttpError(403, "forbidden", "operator endpoints need the super_admin or tenant_admin role",
                   "{\"required_roles\":[\"super_admin\",\"tenant_admin\"]}");

@@ -185,7 +185,7 @@ Edge::~Edge() {
 
 void Edge::start() {
   auto& o = impl_->options;
-  auto jwt = std::make_shared<const JwtVerifier>(o.jwt);  // throws without a key
+  auto jwt = std::make_shared<const auth::JwtVerifier>(o.jwt);  // throws without a key
   for (std::size_t i = 0; i < std::max<std::size_t>(1, o.rpc_connections); ++i) {
     broker::RpcClientOptions ro;
     ro.connection = o.broker;
@@ -377,11 +377,11 @@ config::Schema config_schema() {
 
 namespace {
 
-JwtOptions jwt_options(const config::Config& cfg) {
+auth::JwtOptions jwt_options(const config::Config& cfg) {
   if (!cfg.has("auth.jwt_secret") || cfg.get_string("auth.jwt_secret").empty()) {
     throw config::Error("auth.jwt_secret", "required: the edge has no default signing key");
   }
-  JwtOptions j;
+  auth::JwtOptions j;
   j.secrets.push_back(cfg.get_string("auth.jwt_secret"));
   if (j.secrets.front().size() < 32) {
     throw config::Error("auth.jwt_secret", "must have at least 32 bytes");
@@ -467,8 +467,8 @@ int token_command(int argc, const char* const* argv) {
   try {
     const char* none[] = {argv[0]};
     auto cfg = config::Config::load_for_process(config_schema(), 1, none);
-    JwtVerifier jwt(jwt_options(cfg));
-    Principal p;
+    auth::JwtVerifier jwt(jwt_options(cfg));
+    auth::Principal p;
     p.subject = sub;
     p.tenant = tenant;
     std::size_t start = 0;

@@ -48,7 +48,7 @@ std::optional<HttpResponse> check_limits(const HttpRequest& request, const Limit
   return std::nullopt;
 }
 
-std::optional<Principal> authenticate_optional(const JwtVerifier& verifier,
+std::optional<auth::Principal> authenticate_optional(const auth::JwtVerifier& verifier,
                                                const HttpRequest& request, std::int64_t now) {
   const auto* auth = request.header("authorization");
   if (!auth) return std::nullopt;
@@ -61,18 +61,18 @@ std::optional<Principal> authenticate_optional(const JwtVerifier& verifier,
   while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
   try {
     return verifier.verify(v, now);
-  } catch (const JwtError& e) {
+  } catch (const auth::JwtError& e) {
     throw unauthenticated(e.what());
   }
 }
 
-Principal authenticate(const JwtVerifier& verifier, const HttpRequest& request, std::int64_t now) {
+auth::Principal authenticate(const auth::JwtVerifier& verifier, const HttpRequest& request, std::int64_t now) {
   auto p = authenticate_optional(verifier, request, now);
   if (!p) throw unauthenticated("no credential");
   return std::move(*p);
 }
 
-std::string resolve_tenant(const Principal& principal, const HttpRequest& request) {
+std::string resolve_tenant(const auth::Principal& principal, const HttpRequest& request) {
   const auto* named = request.header("x-tenant");
   if (named && !named->empty() && *named != principal.tenant) {
     if (!principal.super_admin()) {
@@ -90,7 +90,7 @@ std::string resolve_tenant(const Principal& principal, const HttpRequest& reques
   return principal.tenant;
 }
 
-void require_roles(const Principal& principal, const std::vector<std::string>& roles) {
+void require_roles(const auth::Principal& principal, const std::vector<std::string>& roles) {
   if (roles.empty() || principal.super_admin()) return;
   for (const auto& r : roles) {
     if (principal.has_role(r)) return;
@@ -150,7 +150,7 @@ std::string request_fingerprint(const HttpRequest& request) {
   data += request.path;
   data += '\n';
   data += request.body;
-  return sha256_hex(data);
+  return auth::sha256_hex(data);
 }
 
 }  // namespace sb::edge

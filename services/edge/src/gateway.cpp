@@ -376,7 +376,7 @@ class Gateway::Impl {
     return json_response(200, registry::to_json(*deps_.router->table()));
   }
 
-  void fill_context(CallContext& ctx, const HttpRequest& req, const std::optional<Principal>& p,
+  void fill_context(CallContext& ctx, const HttpRequest& req, const std::optional<auth::Principal>& p,
                     const std::string& tenant, std::chrono::milliseconds service_time) {
     const auto* corr = req.header("x-correlation-id");
     ctx.correlation_id = corr && !corr->empty() && corr->size() <= 200 ? *corr : ctx.request_id;
@@ -408,7 +408,7 @@ class Gateway::Impl {
     if (const auto* v = req.header("x-service-version")) version = *v;
 
     auto result = deps_.router->route(service, req.method, path, version, draw(), healthy());
-    std::optional<Principal> principal;
+    std::optional<auth::Principal> principal;
     if (!result.target || !result.target->endpoint.is_public) {
       principal = authenticate(*deps_.jwt, req, now_s());
     } else {

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "switchboard/edge/jwt.hpp"
+#include "switchboard/shared/auth.hpp"
 #include "switchboard/shared/json.hpp"
 #include "switchboard/testing/process.hpp"
 #include "switchboard/testing/servers.hpp"
@@ -91,10 +91,10 @@ class Http {
 
 inline std::string token(const std::string& subject, const std::string& tenant,
                          std::vector<std::string> roles, std::int64_t ttl_s = 3600) {
-  edge::JwtOptions o;
+  auth::JwtOptions o;
   o.secrets = {kJwtSecret};
-  edge::JwtVerifier v(o);
-  edge::Principal p;
+  auth::JwtVerifier v(o);
+  auth::Principal p;
   p.subject = subject;
   p.tenant = tenant;
   p.roles = std::move(roles);

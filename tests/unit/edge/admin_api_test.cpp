@@ -29,8 +29,8 @@ Outcome outcome(const std::function<void()>& f) {
   return {};
 }
 
-Principal principal(std::string tenant, std::vector<std::string> roles) {
-  Principal p;
+sb::auth::Principal principal(std::string tenant, std::vector<std::string> roles) {
+  sb::auth::Principal p;
   p.subject = "s";
   p.tenant = std::move(tenant);
   p.roles = std::move(roles);

@@ -13,10 +13,10 @@ namespace {
 const std::string kKey = "0123456789abcdef0123456789abcdef-key-1";
 constexpr std::int64_t kNow = 1'800'000'000;
 
-JwtVerifier verifier() {
-  JwtOptions o;
+sb::auth::JwtVerifier verifier() {
+  sb::auth::JwtOptions o;
   o.secrets = {kKey};
-  return JwtVerifier(o);
+  return sb::auth::JwtVerifier(o);
 }
 
 HttpRequest with(std::vector<Header> headers) {
@@ -27,8 +27,8 @@ HttpRequest with(std::vector<Header> headers) {
   return r;
 }
 
-Principal principal(std::string tenant, std::vector<std::string> roles) {
-  Principal p;
+sb::auth::Principal principal(std::string tenant, std::vector<std::string> roles) {
+  sb::auth::Principal p;
   p.subject = "u1";
   p.tenant = std::move(tenant);
   p.roles = std::move(roles);

@@ -39,7 +39,7 @@
 #include "switchboard/broker/options.hpp"
 #include "switchboard/edge/events_api.hpp"
 #include "switchboard/edge/http.hpp"
-#include "switchboard/edge/jwt.hpp"
+#include "switchboard/shared/auth.hpp"
 
 namespace sb::pg {
 class Pool;
@@ -78,7 +78,7 @@ struct Operator {
 };
 
 /// Throws HttpError 403 `forbidden` unless super_admin or tenant_admin.
-void require_operator(const Principal& principal);
+void require_operator(const auth::Principal& principal);
 
 /// Whether `rest` (the path after "/api/v1/") is one of the operator
 /// endpoints above.

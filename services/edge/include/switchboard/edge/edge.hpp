@@ -12,7 +12,7 @@
 
 #include "switchboard/broker/options.hpp"
 #include "switchboard/edge/gateway.hpp"
-#include "switchboard/edge/jwt.hpp"
+#include "switchboard/shared/auth.hpp"
 #include "switchboard/edge/route_source.hpp"
 #include "switchboard/edge/upstream.hpp"
 #include "switchboard/shared/admin_server.hpp"
@@ -32,7 +32,7 @@ struct EdgeOptions {
   std::chrono::seconds keep_alive{30};
   std::chrono::seconds read_timeout{10};
   GatewayOptions gateway;
-  JwtOptions jwt;
+  auth::JwtOptions jwt;
   broker::ConnectionOptions broker;
   std::size_t rpc_connections = 2;
   std::size_t rpc_max_in_flight = 4096;

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "switchboard/edge/http.hpp"
-#include "switchboard/edge/jwt.hpp"
+#include "switchboard/shared/auth.hpp"
 
 namespace sb::edge {
 
@@ -28,11 +28,11 @@ std::optional<HttpResponse> check_limits(const HttpRequest& request, const Limit
 
 /// Bearer JWT from `Authorization`. Throws HttpError 401 `unauthenticated`
 /// (with the reason in details) when there is none or it does not verify.
-Principal authenticate(const JwtVerifier& verifier, const HttpRequest& request,
+auth::Principal authenticate(const auth::JwtVerifier& verifier, const HttpRequest& request,
                        std::int64_t now_epoch_s);
 /// The same, but nullopt when the request carries no credential at all (a
 /// public endpoint may be called anonymously; a bad credential is still 401).
-std::optional<Principal> authenticate_optional(const JwtVerifier& verifier,
+std::optional<auth::Principal> authenticate_optional(const auth::JwtVerifier& verifier,
                                                const HttpRequest& request,
                                                std::int64_t now_epoch_s);
 
@@ -40,11 +40,11 @@ std::optional<Principal> authenticate_optional(const JwtVerifier& verifier,
 /// another with `X-Tenant`. Throws HttpError 403 when anyone else names a
 /// tenant not their own, 400 for a malformed tenant, 403 when a non-admin
 /// credential carries no tenant.
-std::string resolve_tenant(const Principal& principal, const HttpRequest& request);
+std::string resolve_tenant(const auth::Principal& principal, const HttpRequest& request);
 
 /// Throws HttpError 403 `forbidden` unless the principal holds one of
 /// `roles` (empty: any authenticated caller; super_admin passes always).
-void require_roles(const Principal& principal, const std::vector<std::string>& roles);
+void require_roles(const auth::Principal& principal, const std::vector<std::string>& roles);
 
 /// The call's timeout: `X-Request-Timeout` (ms, 1 .. max) or `fallback`.
 /// Throws HttpError 400 for a malformed value.

@@ -18,7 +18,7 @@
 #include "switchboard/edge/filters.hpp"
 #include "switchboard/edge/http.hpp"
 #include "switchboard/edge/idempotency.hpp"
-#include "switchboard/edge/jwt.hpp"
+#include "switchboard/shared/auth.hpp"
 #include "switchboard/edge/router.hpp"
 #include "switchboard/edge/sse.hpp"
 #include "switchboard/edge/upstream.hpp"
@@ -54,7 +54,7 @@ class Gateway {
  public:
   struct Dependencies {
     std::shared_ptr<Router> router;
-    std::shared_ptr<const JwtVerifier> jwt;
+    std::shared_ptr<const auth::JwtVerifier> jwt;
     std::vector<std::shared_ptr<broker::RpcClient>> rpc;  // round-robin
     std::shared_ptr<Upstreams> upstreams;
     std::shared_ptr<IdempotencyStore> idempotency;

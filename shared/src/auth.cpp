@@ -1,4 +1,4 @@
-#include "switchboard/edge/jwt.hpp"
+#include "switchboard/shared/auth.hpp"
 
 #include <rapidjson/document.h>
 #include <sodium.h>
@@ -10,7 +10,7 @@
 
 #include "switchboard/shared/json.hpp"
 
-namespace sb::edge {
+namespace sb::auth {
 
 namespace {
 
@@ -40,6 +40,40 @@ std::int64_t require_time(const rapidjson::Value& doc, const char* name, bool re
 
 bool Principal::has_role(std::string_view role) const {
   return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
+std::string Principal::actor() const {
+  return (kind == Kind::api_key ? "key:" : "user:") + subject;
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  init_sodium();
+  if (a.size() != b.size()) return false;
+  return a.empty() || sodium_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string random_token(std::size_t bytes) {
+  init_sodium();
+  std::string raw(bytes, '\0');
+  randombytes_buf(raw.data(), raw.size());
+  return base64url_encode(raw);
+}
+
+std::string hash_password(std::string_view password, const PasswordCost& cost) {
+  init_sodium();
+  char out[crypto_pwhash_STRBYTES];
+  if (crypto_pwhash_str_alg(out, password.data(), password.size(), cost.ops, cost.memory_bytes,
+                            crypto_pwhash_ALG_ARGON2ID13) != 0) {
+    throw std::runtime_error("out of memory hashing a password");
+  }
+  return out;
+}
+
+bool verify_password(std::string_view encoded, std::string_view password) {
+  init_sodium();
+  if (encoded.size() >= crypto_pwhash_STRBYTES || encoded.rfind("$argon2id$", 0) != 0) return false;
+  std::string hash(encoded);  // NUL-terminated copy
+  return crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0;
 }
 
 std::string base64url_encode(std::string_view bytes) {
@@ -147,10 +181,13 @@ Principal JwtVerifier::verify(std::string_view token, std::int64_t now) const {
       throw JwtError(std::string("token claim `") + name + "` is not a string");
     return {it->value.GetString(), it->value.GetStringLength()};
   };
+  p.issued_at = require_time(payload, "iat", false, 0);
+  p.user_version = require_time(payload, "uv", false, 0);
   p.subject = str("sub");
   if (p.subject.empty()) throw JwtError("token has no subject");
   p.tenant = str("tenant");
   p.token_id = str("jti");
+  p.session_id = str("sid");
   if (!options_.issuer.empty() && str("iss") != options_.issuer) {
     throw JwtError("token issuer is not accepted");
   }
@@ -197,6 +234,11 @@ std::string JwtVerifier::sign(const Principal& principal, std::int64_t issued_at
     payload += ",\"jti\":";
     json::append_quoted(payload, principal.token_id);
   }
+  if (!principal.session_id.empty()) {
+    payload += ",\"sid\":";
+    json::append_quoted(payload, principal.session_id);
+  }
+  if (principal.user_version != 0) payload += ",\"uv\":" + std::to_string(principal.user_version);
   if (!options_.issuer.empty()) {
     payload += ",\"iss\":";
     json::append_quoted(payload, options_.issuer);
@@ -212,4 +254,4 @@ std::string JwtVerifier::sign(const Principal& principal, std::int64_t issued_at
   return token;
 }
 
-}  // namespace sb::edge
+}  // namespace sb::auth

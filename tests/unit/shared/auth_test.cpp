@@ -2,9 +2,9 @@
 // way a token can be wrong is refused with the reason.
 #include <gtest/gtest.h>
 
-#include "switchboard/edge/jwt.hpp"
+#include "switchboard/shared/auth.hpp"
 
-using namespace sb::edge;
+using namespace sb::auth;
 
 namespace {
 
@@ -124,4 +124,51 @@ TEST(Jwt, IssuerAndAudienceAreCheckedWhenConfigured) {
 TEST(Jwt, ShortOrMissingKeysAreRefusedAtConstruction) {
   EXPECT_THROW(verifier({}), std::invalid_argument);
   EXPECT_THROW(verifier({"short"}), std::invalid_argument);
+}
+
+TEST(Jwt, SessionVersionAndIssuedAtRoundTrip) {
+  auto v = verifier();
+  auto p = alice();
+  p.session_id = "s-1";
+  p.user_version = 3;
+  p.token_id = "t-1";
+  auto back = v.verify(v.sign(p, kNow - 5), kNow);
+  EXPECT_EQ(back.session_id, "s-1");
+  EXPECT_EQ(back.user_version, 3);
+  EXPECT_EQ(back.token_id, "t-1");
+  EXPECT_EQ(back.issued_at, kNow - 5);
+  EXPECT_EQ(back.actor(), "user:alice");
+  EXPECT_EQ(
+      reason(v, forge(R"({"alg":"HS256"})", R"({"sub":"a","exp":1800000600,"uv":"x"})", kKey)),
+      "token claim `uv` is not a number");
+}
+
+TEST(Passwords, Argon2idHashesVerifyOnlyTheirPassword) {
+  // Small cost: the parameters are stored in the hash, so verification uses them.
+  PasswordCost cheap{1, 1u << 20};
+  const auto h = hash_password("correct horse", cheap);
+  EXPECT_EQ(h.rfind("$argon2id$v=19$m=1024,t=1,p=1$", 0), 0u) << h;
+  EXPECT_TRUE(verify_password(h, "correct horse"));
+  EXPECT_FALSE(verify_password(h, "correct horsf"));
+  EXPECT_FALSE(verify_password(h, ""));
+  EXPECT_NE(hash_password("correct horse", cheap), h);  // a fresh salt each time
+  EXPECT_FALSE(verify_password("", "x"));
+  EXPECT_FALSE(verify_password("$argon2i$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA", "x"));
+  EXPECT_FALSE(verify_password(std::string(500, '$'), "x"));
+}
+
+TEST(Passwords, DefaultCostIsOwaspsArgon2idMinimum) {
+  const auto h = hash_password("pw");
+  EXPECT_EQ(h.rfind("$argon2id$v=19$m=19456,t=2,p=1$", 0), 0u) << h;
+  EXPECT_TRUE(verify_password(h, "pw"));
+}
+
+TEST(Secrets, RandomTokensAreDistinctAndConstantTimeCompareIsExact) {
+  const auto a = random_token(32), b = random_token(32);
+  EXPECT_EQ(a.size(), 43u);
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(constant_time_equal(a, a));
+  EXPECT_FALSE(constant_time_equal(a, b));
+  EXPECT_FALSE(constant_time_equal("abc", "abcd"));
+  EXPECT_TRUE(constant_time_equal("", ""));
 }
