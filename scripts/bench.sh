@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-name="${1:?usage: scripts/bench.sh store|broker|projections|registry|edge|events [args...]}"; shift
+name="${1:?usage: scripts/bench.sh store|broker|projections|registry|edge|events|identity|edge_auth [args...]}"; shift
 build="${SB_BUILD_DIR:-build/release}"
 scripts/deps.sh >/dev/null
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -26,5 +26,8 @@ case "$name" in
   # Builds and runs sb-store and sb-edge itself.
   events) "$build"/bench/events/bench_events "$SB_RABBITMQ_URL" "$SB_POSTGRES_URL" "$SB_REDIS_URL" \
           --build "$build" "$@" ;;
-  *) echo "unknown benchmark '$name' (store, broker, projections, registry, edge, events)" >&2; exit 2 ;;
+  identity) "$build"/bench/identity/bench_identity "$SB_RABBITMQ_URL" "$SB_POSTGRES_URL" \
+    "$SB_REDIS_URL" --build "$build" "$@" ;;
+  edge_auth) "$build"/bench/edge_auth/bench_edge_auth "$@" ;;
+  *) echo "unknown benchmark '$name' (store, broker, projections, registry, edge, events, identity, edge_auth)" >&2; exit 2 ;;
 esac

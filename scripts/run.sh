@@ -9,12 +9,15 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 run="$root/.run"
 jobs="${SB_JOBS:-2}"
-# The platform's processes, in start order (services/<name>/sb-<name>).
+# The platform's processes, in start order (services/<name>/sb-<name>); each
+# connects to RabbitMQ as its own user sb-<name> (scripts/servers.sh makes them).
 processes=(store registry edge)
 
 scripts/deps.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/release -j "$jobs"
+# The identity service joins once it is built.
+if [[ -x "$root/build/release/services/identity/sb-identity" ]]; then processes+=(identity); fi
 
 mkdir -p "$run/log" "$run/pids"
 scripts/servers.sh up "$run/servers"
@@ -40,6 +43,10 @@ done
 # The edge's token signing key: random, made once, kept with the ports.
 grep -q "^SB_AUTH_JWT_SECRET=" "$run/platform.env" ||
   echo "SB_AUTH_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >>"$run/platform.env"
+# The identity service's first super admin (tenant _platform): made once, kept.
+grep -q "^SB_IDENTITY_BOOTSTRAP_PASSWORD=" "$run/platform.env" ||
+  echo "SB_IDENTITY_BOOTSTRAP_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')" >>"$run/platform.env"
+chmod 600 "$run/platform.env"
 set -a
 # shellcheck disable=SC1091
 source "$run/servers/env"
@@ -58,8 +65,13 @@ start_process() { # name, extra env...
 }
 
 for name in "${processes[@]}"; do
-  var="SB_$(echo "$name" | tr a-z A-Z)_HTTP_PORT"
-  start_process "$name" SB_HTTP_PORT="${!var}" SB_HTTP_HOST=127.0.0.1
+  upper="$(echo "$name" | tr a-z A-Z)"
+  port_var="SB_${upper}_HTTP_PORT"
+  url_var="SB_RABBITMQ_${upper}_URL"  # amqp://sb-<name>:...@ (from .run/servers/env)
+  extra=()
+  if [[ "$name" == identity ]]; then extra=(SB_IDENTITY_BOOTSTRAP_USERNAME=admin); fi
+  start_process "$name" SB_HTTP_PORT="${!port_var}" SB_HTTP_HOST=127.0.0.1 \
+    SB_RABBITMQ_URL="${!url_var}" "${extra[@]}"
 done
 
 # Wait until every process answers /ready (deadline 30 s each).
@@ -83,6 +95,13 @@ edge_url="http://127.0.0.1:$SB_EDGE_HTTP_PORT"
 # A development token (12 h, super admin of tenant "dev"), signed with the key above.
 token="$(SB_CONFIG= "$root/build/release/services/edge/sb-edge" token --sub dev --tenant dev \
   --roles super_admin --ttl 43200)"
+identity_lines=""
+if [[ " ${processes[*]} " == *" identity "* ]]; then
+  identity_lines="  Identity (admin):     http://127.0.0.1:$SB_IDENTITY_HTTP_PORT   (/health, /ready, /metrics)
+  Admin login:          tenant _platform, user admin, password $SB_IDENTITY_BOOTSTRAP_PASSWORD
+                        (POST $edge_url/api/identity/login; kept in .run/platform.env)
+"
+fi
 
 cat <<EOF
 
@@ -93,7 +112,8 @@ Switchboard is running (${processes[*]}).
                         e.g. curl -H "Authorization: Bearer <token>" $edge_url/api/v1/services
   Store (admin):        http://127.0.0.1:$SB_STORE_HTTP_PORT   (/health, /ready, /metrics)
   Registry (admin):     http://127.0.0.1:$SB_REGISTRY_HTTP_PORT   (/health, /ready, /metrics)
-  RabbitMQ management:  $SB_RABBITMQ_MGMT_URL   (user sb, password in .run/servers/secrets)
+$identity_lines  RabbitMQ management:  $SB_RABBITMQ_MGMT_URL   (user sb, password in .run/servers/secrets)
+  RabbitMQ users:       one per process (sb-store, sb-registry, sb-edge, sb-identity; §11.6 of docs/protocol.md)
   RabbitMQ AMQP:        amqp://sb:***@127.0.0.1:$(grep '^RABBITMQ_PORT' "$run/servers/ports" | cut -d= -f2)/   (full URLs in .run/servers/env)
   PostgreSQL:           127.0.0.1:$(grep POSTGRES_PORT "$run/servers/ports" | cut -d= -f2), database switchboard, user sb
   Redis:                127.0.0.1:$(grep REDIS_PORT "$run/servers/ports" | cut -d= -f2)

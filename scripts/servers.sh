@@ -26,14 +26,28 @@ for v in 17 16 15 14 13; do
 done
 RMQ_BIN=/usr/lib/rabbitmq/bin
 
+# One RabbitMQ user per platform process ("sb-<name>", vhost "/"), with the
+# permissions of protocol §11.6: configure, write, read, then one topic
+# exchange with its write and read routing-key patterns. These lines are
+# exactly broker::platform_permissions() (tests/unit/broker checks it).
+# Only sb-store may write to sb.events or configure the platform exchanges.
+platform_services=(store registry edge identity)
+perm_store=('^(sub\.store\..+|rpc\.store(\..+)?|sb\.head\.store\..+|sb\.regreq\..+|amq\.gen-.+|store\..+|sb\.(events|ingest|signals|rpc|dlx))$' '^(sb\.ingest|sb\.signals|sb\.rpc|sb\.dlx|amq\.default|sub\.store\..+|rpc\.store(\..+)?|sb\.head\.store\..+|sb\.regreq\..+|amq\.gen-.+|store\..+|sb\.events)$' '^(sb\.events|sb\.signals|sb\.rpc|sb\.dlx|amq\.rabbitmq\.reply-to|sub\.store\..+|rpc\.store(\..+)?|sb\.head\.store\..+|sb\.regreq\..+|amq\.gen-.+|store\..+|sb\.ingest)$' 'sb.dlx' '^sub\.store\..+$' '^sub\.store\..+$')
+perm_registry=('^(sub\.registry\..+|rpc\.registry(\..+)?|sb\.head\.registry\..+|sb\.regreq\..+|amq\.gen-.+|registry\..+)$' '^(sb\.ingest|sb\.signals|sb\.rpc|sb\.dlx|amq\.default|sub\.registry\..+|rpc\.registry(\..+)?|sb\.head\.registry\..+|sb\.regreq\..+|amq\.gen-.+|registry\..+)$' '^(sb\.events|sb\.signals|sb\.rpc|sb\.dlx|amq\.rabbitmq\.reply-to|sub\.registry\..+|rpc\.registry(\..+)?|sb\.head\.registry\..+|sb\.regreq\..+|amq\.gen-.+|registry\..+)$' 'sb.dlx' '^sub\.registry\..+$' '^sub\.registry\..+$')
+perm_edge=('^(sub\.edge\..+|rpc\.edge(\..+)?|sb\.head\.edge\..+|sb\.regreq\..+|amq\.gen-.+|edge\..+)$' '^(sb\.ingest|sb\.signals|sb\.rpc|sb\.dlx|amq\.default|sub\.edge\..+|rpc\.edge(\..+)?|sb\.head\.edge\..+|sb\.regreq\..+|amq\.gen-.+|edge\..+)$' '^(sb\.events|sb\.signals|sb\.rpc|sb\.dlx|amq\.rabbitmq\.reply-to|sub\.edge\..+|rpc\.edge(\..+)?|sb\.head\.edge\..+|sb\.regreq\..+|amq\.gen-.+|edge\..+|sub\..+\.parked)$' 'sb.dlx' '^sub\.edge\..+$' '^sub\.edge\..+$')
+perm_identity=('^(sub\.identity\..+|rpc\.identity(\..+)?|sb\.head\.identity\..+|sb\.regreq\..+|amq\.gen-.+|identity\..+)$' '^(sb\.ingest|sb\.signals|sb\.rpc|sb\.dlx|amq\.default|sub\.identity\..+|rpc\.identity(\..+)?|sb\.head\.identity\..+|sb\.regreq\..+|amq\.gen-.+|identity\..+)$' '^(sb\.events|sb\.signals|sb\.rpc|sb\.dlx|amq\.rabbitmq\.reply-to|sub\.identity\..+|rpc\.identity(\..+)?|sb\.head\.identity\..+|sb\.regreq\..+|amq\.gen-.+|identity\..+)$' 'sb.dlx' '^sub\.identity\..+$' '^sub\.identity\..+$')
+
 port_free() { # a port is free when nothing listens on it
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-pick_port() { # a random free port in 20000..59999 that is not already chosen
+# Below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768+
+# by default): a port picked there can be taken as the source port of an
+# outgoing connection (the management API calls below) before the server binds.
+pick_port() { # a random free port in 10000..31999 that is not already chosen
   local p i
   for i in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % 22000))
     if port_free "$p" && ! grep -q "=$p\$" "$DIR/ports" 2>/dev/null; then echo "$p"; return; fi
   done
   die "no free port found"
@@ -63,6 +77,12 @@ load_state() {
       echo "ERLANG_COOKIE=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
     } >"$DIR/secrets")
   fi
+  # The platform users' passwords (added to folders made before they existed).
+  local svc var
+  for svc in "${platform_services[@]}"; do
+    var="RABBITMQ_$(echo "$svc" | tr a-z A-Z)_PASSWORD"
+    grep -q "^$var=" "$DIR/secrets" || echo "$var=$(rand_secret)" >>"$DIR/secrets"
+  done
   # shellcheck disable=SC1091
   source "$DIR/ports"
   # shellcheck disable=SC1091
@@ -81,6 +101,11 @@ SB_POSTGRES_URL=postgresql://sb:${POSTGRES_PASSWORD}@127.0.0.1:${POSTGRES_PORT}/
 SB_REDIS_URL=redis://:${REDIS_PASSWORD}@127.0.0.1:${REDIS_PORT}/0
 SB_SERVERS_DIR=${DIR}
 EOF
+  local svc var
+  for svc in "${platform_services[@]}"; do
+    var="RABBITMQ_$(echo "$svc" | tr a-z A-Z)_PASSWORD"
+    echo "SB_RABBITMQ_$(echo "$svc" | tr a-z A-Z)_URL=amqp://sb-${svc}:${!var}@127.0.0.1:${RABBITMQ_PORT}/" >>"$DIR/env"
+  done
   chmod 600 "$DIR/env"
 }
 
@@ -139,6 +164,36 @@ EOF
   until ! port_free "$RABBITMQ_MGMT_PORT"; do
     ((SECONDS < deadline)) || die "rabbitmq: management port never opened; see $DIR/log/"
     sleep 0.1
+  done
+}
+
+json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g')"; }
+
+mgmt_put() { # path json: PUT to the management API as the admin, with retries (it starts last)
+  local deadline=$((SECONDS + 30))
+  until curl -fsS -o /dev/null -u "sb:${RABBITMQ_PASSWORD}" -H 'content-type: application/json' \
+      -X PUT "http://127.0.0.1:${RABBITMQ_MGMT_PORT}/api/$1" -d "$2" 2>/dev/null; do
+    ((SECONDS < deadline)) || die "rabbitmq: management API refused PUT /api/$1"
+    sleep 0.2
+  done
+}
+
+# The platform exchanges (so every process finds them, whatever the start
+# order: only sb-store may declare them) and one user per platform process.
+rmq_users() {
+  local x svc var
+  for x in sb.events:topic sb.ingest:direct sb.signals:topic sb.rpc:direct sb.dlx:topic; do
+    mgmt_put "exchanges/%2F/${x%%:*}" "{\"type\":\"${x#*:}\",\"durable\":true,\"auto_delete\":false,\"internal\":false,\"arguments\":{}}"
+  done
+  for svc in "${platform_services[@]}"; do
+    var="RABBITMQ_$(echo "$svc" | tr a-z A-Z)_PASSWORD"
+    local -n p="perm_${svc}"
+    mgmt_put "users/sb-${svc}" "{\"password\":$(json_str "${!var}"),\"tags\":\"\"}"
+    mgmt_put "permissions/%2F/sb-${svc}" \
+      "{\"configure\":$(json_str "${p[0]}"),\"write\":$(json_str "${p[1]}"),\"read\":$(json_str "${p[2]}")}"
+    mgmt_put "topic-permissions/%2F/sb-${svc}" \
+      "{\"exchange\":$(json_str "${p[3]}"),\"write\":$(json_str "${p[4]}"),\"read\":$(json_str "${p[5]}")}"
+    unset -n p
   done
 }
 
@@ -290,6 +345,7 @@ case "$cmd" in
     wait $r || failed+=(rabbitmq)
     wait $p || failed+=(postgres)
     wait $s || failed+=(redis)
+    if [[ ! " ${failed[*]} " =~ " rabbitmq " ]]; then rmq_users || failed+=(rabbitmq-users); fi
     write_env
     if [[ ${#failed[@]} -gt 0 ]]; then die "failed to start: ${failed[*]}"; fi
     ;;

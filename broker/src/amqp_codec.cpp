@@ -91,6 +91,10 @@ const amqp_basic_properties_t& PropertiesBuilder::build(const Message& m,
     flags |= AMQP_BASIC_TYPE_FLAG;
     props_.type = bytes_of(m.type);
   }
+  if (const std::string& user = m.user_id.empty() ? user_id_ : m.user_id; !user.empty()) {
+    flags |= AMQP_BASIC_USER_ID_FLAG;
+    props_.user_id = bytes_of(user);
+  }
   if (m.expiration) {
     flags |= AMQP_BASIC_EXPIRATION_FLAG;
     expiration_ = std::to_string(m.expiration->count() < 0 ? 0 : m.expiration->count());
@@ -139,6 +143,7 @@ Message decode_properties(const amqp_basic_properties_t& p) {
   if ((f & AMQP_BASIC_CORRELATION_ID_FLAG) != 0) m.correlation_id = to_string(p.correlation_id);
   if ((f & AMQP_BASIC_REPLY_TO_FLAG) != 0) m.reply_to = to_string(p.reply_to);
   if ((f & AMQP_BASIC_TYPE_FLAG) != 0) m.type = to_string(p.type);
+  if ((f & AMQP_BASIC_USER_ID_FLAG) != 0) m.user_id = to_string(p.user_id);
   m.persistent = (f & AMQP_BASIC_DELIVERY_MODE_FLAG) != 0 && p.delivery_mode == 2;
   if ((f & AMQP_BASIC_EXPIRATION_FLAG) != 0) {
     std::string e = to_string(p.expiration);

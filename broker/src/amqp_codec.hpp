@@ -34,6 +34,10 @@ std::string describe_reply(const amqp_rpc_reply_t& reply, std::string_view what)
 /// object's storage: both must outlive the publish call.
 class PropertiesBuilder {
  public:
+  /// `user_id`: sent when the message has none (the connection's login user).
+  explicit PropertiesBuilder(std::string user_id = {}) : user_id_(std::move(user_id)) {}
+  void set_user_id(std::string user_id) { user_id_ = std::move(user_id); }
+
   /// extra_* adds one more header without copying the message.
   const amqp_basic_properties_t& build(const Message& message, std::string_view extra_key = {},
                                        std::int64_t extra_value = 0);
@@ -42,6 +46,7 @@ class PropertiesBuilder {
   amqp_basic_properties_t props_{};
   std::vector<amqp_table_entry_t> entries_;
   std::string expiration_;
+  std::string user_id_;
 };
 
 /// Copies everything out of rabbitmq-c's pool memory.

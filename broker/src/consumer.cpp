@@ -116,6 +116,10 @@ class Consumer::Impl final : public detail::ConsumingSession {
     copy.headers[std::string(kErrorHeader)] = error;
     copy.headers[std::string(kOriginQueueHeader)] = sub.queue;
     if (permanent) copy.headers[std::string(kPermanentHeader)] = true;
+    // The copy goes out as this connection's user (RabbitMQ refuses any
+    // other); the original publisher rides along for the redelivery.
+    copy.headers[std::string(kOriginalUserIdHeader)] = std::move(copy.user_id);
+    copy.user_id.clear();
     std::string history;
     if (const auto* h = copy.header_string(kFailedAtHeader)) history = *h + ",";
     history += std::to_string(detail::now_epoch_ms());

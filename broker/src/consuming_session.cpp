@@ -141,7 +141,9 @@ ConsumingSession::ConsumingSession(ConnectionOptions options, std::size_t worker
                          {{"queue", j.sub->queue}, {"error", e.what()}});
           settle(j.ref, Verdict::requeue);
         }
-      }) {}
+      }) {
+  builder_.set_user_id(login_user());  // RPC replies carry our user
+}
 
 ConsumingSession::~ConsumingSession() {
   if (!closed_) {
@@ -249,6 +251,11 @@ void ConsumingSession::on_incoming(Incoming&& in) {
   d.routing_key = std::move(in.routing_key);
   d.redelivered = in.redelivered;
   d.message = std::move(in.message);
+  if (auto h = d.message.headers.find(kOriginalUserIdHeader); h != d.message.headers.end()) {
+    const auto* original = std::get_if<std::string>(&h->second);
+    if (original != nullptr && d.message.user_id == login_user()) d.message.user_id = *original;
+    d.message.headers.erase(h);
+  }
   const auto failures = d.message.header_int(kFailuresHeader).value_or(0);
   d.attempt = static_cast<std::uint32_t>(failures < 0 ? 1 : failures + 1);
 }

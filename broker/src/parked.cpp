@@ -12,7 +12,8 @@ namespace {
 // the rpc timeout open_connection sets (the connect timeout).
 class AdminConnection {
  public:
-  explicit AdminConnection(const ConnectionOptions& options) : options_(options) {
+  explicit AdminConnection(const ConnectionOptions& options)
+      : options_(options), user_(detail::parse_url(options.url).user) {
     std::string error;
     conn_ = detail::open_connection(options, true, &error);
     if (conn_ == nullptr) throw BrokerError("broker admin: " + error);
@@ -65,7 +66,7 @@ class AdminConnection {
 
   /// Publishes mandatory with confirm and waits for the confirm.
   void publish_confirmed(const std::string& queue, const Message& m) {
-    detail::PropertiesBuilder builder;
+    detail::PropertiesBuilder builder(user_);
     const int rc = amqp_basic_publish(conn_, 1, amqp_cstring_bytes(""), detail::bytes_of(queue), 1,
                                       0, &builder.build(m), detail::bytes_of(m.body));
     if (rc != AMQP_STATUS_OK) {
@@ -110,6 +111,7 @@ class AdminConnection {
 
  private:
   ConnectionOptions options_;
+  std::string user_;
   amqp_connection_state_t conn_ = nullptr;
   std::uint64_t published_ = 0;
 };
@@ -153,6 +155,7 @@ std::size_t ParkedQueue::requeue(const std::optional<std::string>& message_id) c
     if (!got) break;
     if (!matches(got->message, message_id)) continue;  // stays unacked: returns on close
     Message m = std::move(got->message);
+    m.user_id.clear();  // re-published as this connection's user
     for (auto key : {kFailuresHeader, kErrorHeader, kFailedAtHeader, kPermanentHeader}) {
       if (auto it = m.headers.find(key); it != m.headers.end()) m.headers.erase(it);
     }

@@ -31,6 +31,7 @@ class Publisher::Impl final : public detail::Session {
   explicit Impl(PublisherOptions options)
       : Session(options.connection, true), options_(std::move(options)) {
     if (options_.max_in_flight == 0) throw BrokerError("broker: max_in_flight must be > 0");
+    builder_.set_user_id(login_user());
     preset_topology(options_.topology);
     start();
   }
@@ -173,7 +174,11 @@ class Publisher::Impl final : public detail::Session {
 
   void pump() {
     const auto now = detail::Clock::now();
+    suspects_ = std::min(suspects_, waiting_.size());
     while (!waiting_.empty() && conn() != nullptr && !blocked()) {
+      // After a refusal, the messages that might have caused it go one at a
+      // time: the one the broker refuses alone in flight is the culprit.
+      if (suspects_ > 0 && !unconfirmed_.empty()) return;
       Entry& e = *waiting_.front();
       if (e.options.deadline && now >= *e.options.deadline) {
         report(e, PublishStatus::failed, "deadline passed before the message could be sent");
@@ -201,6 +206,7 @@ class Publisher::Impl final : public detail::Session {
       metrics().published.inc();
       unconfirmed_.push_back(std::move(waiting_.front()));
       waiting_.pop_front();
+      if (suspects_ > 0) --suspects_;
     }
   }
 
@@ -216,7 +222,31 @@ class Publisher::Impl final : public detail::Session {
     release_window();
   }
 
+  void on_publish_refused(const std::string& reason) override { refused_ = reason; }
+
   void on_disconnected(const std::string& reason) override {
+    // A publish refused by the broker (403 access refused, 406 a user_id
+    // not ours, 404 no exchange) would be refused again on every reconnect:
+    // when it was alone in flight it fails now; otherwise the messages in
+    // flight are re-sent one at a time until it is alone.
+    std::string refused;
+    refused.swap(refused_);
+    bool probe = false;
+    if (!refused.empty()) {
+      Entry* culprit = nullptr;
+      std::size_t candidates = 0;
+      for (auto& e : unconfirmed_) {
+        if (e && !e->returned) {
+          ++candidates;
+          culprit = e.get();
+        }
+      }
+      if (candidates == 1) {
+        report(*culprit, PublishStatus::failed, "refused by the broker: " + refused);
+      } else {
+        probe = candidates > 1;
+      }
+    }
     // Unconfirmed messages go back to the head of the line, in order, to be
     // sent again; those with an outcome already are dropped here.
     std::deque<std::unique_ptr<Entry>> resend;
@@ -236,6 +266,11 @@ class Publisher::Impl final : public detail::Session {
     if (!resend.empty()) {
       sb::log::info("re-sending unconfirmed messages after connection loss",
                     {{"connection", options().name}, {"count", resend.size()}, {"reason", reason}});
+    }
+    if (probe) {
+      suspects_ = resend.size();
+    } else if (suspects_ > 0) {
+      suspects_ += resend.size();  // the one being probed goes back first
     }
     while (!resend.empty()) {
       waiting_.push_front(std::move(resend.back()));
@@ -273,6 +308,7 @@ class Publisher::Impl final : public detail::Session {
       unconfirmed_.pop_front();
       ++first_tag_;
     }
+    if (suspects_ > 0 && unconfirmed_.empty()) wake();  // the next suspect
     release_window();
   }
 
@@ -356,6 +392,8 @@ class Publisher::Impl final : public detail::Session {
   std::unordered_map<std::uint64_t, Entry*> by_seq_;
   detail::Clock::time_point earliest_deadline_ = detail::Clock::time_point::max();
   std::size_t to_release_ = 0;
+  std::string refused_;       // set by on_publish_refused, read by on_disconnected
+  std::size_t suspects_ = 0;  // head of waiting_ to send one at a time
   detail::PropertiesBuilder builder_;
 };
 

@@ -40,6 +40,7 @@ class RpcClient::Impl final : public detail::Session {
       : Session(options.connection, false),
         max_in_flight_(options.max_in_flight),
         prefix_(new_id().substr(0, 12) + ".") {
+    builder_.set_user_id(login_user());
     preset_topology(platform_topology());
     start();
   }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <future>
+#include <set>
 
 namespace sb::broker::detail {
 
@@ -20,6 +21,20 @@ constexpr std::uint64_t kTicksPerSocketRead = 10;
 sb::metrics::Counter& counter(const std::string& name, const std::string& help,
                               const std::string& connection) {
   return sb::metrics::Registry::global().counter(name, help, {{"connection", connection}});
+}
+
+// Users (user@host:port/vhost) that may not configure exchanges: their
+// sessions declare exchanges passively from the start, so only the first
+// session of a process pays the refusal.
+std::mutex g_passive_mu;
+std::set<std::string>& passive_users() {
+  static std::set<std::string> users;
+  return users;
+}
+
+bool is_passive_user(const std::string& key) {
+  std::lock_guard lk(g_passive_mu);
+  return passive_users().count(key) != 0;
 }
 
 }  // namespace
@@ -50,7 +65,16 @@ struct Session::DeclareRequest {
 };
 
 Session::Session(ConnectionOptions options, bool confirms)
-    : options_(std::move(options)), confirms_(confirms), metrics_(options_.name) {}
+    : options_(std::move(options)), confirms_(confirms), metrics_(options_.name) {
+  try {
+    const ParsedUrl url = parse_url(options_.url);
+    login_user_ = url.user;
+    passive_key_ = url.user + "@" + url.host + ":" + std::to_string(url.port) + "/" + url.vhost;
+    passive_exchanges_ = is_passive_user(passive_key_);
+  } catch (const std::exception&) {
+    // Reported by every connect attempt.
+  }
+}
 
 Session::~Session() {
   if (started_ && !stopped_) {
@@ -296,7 +320,7 @@ void Session::adopt(amqp_connection_state_t c) {
   if (!desired_.empty()) {
     Topology copy = desired_;
     send_topology(copy, [this, copy](const OpResult& r, int item) {
-      if (!r.ok && !r.connection_lost) {
+      if (!r.ok && !r.connection_lost && !fall_back_to_passive(copy, item, r)) {
         sb::log::error("broker rejected a remembered declaration; forgetting it",
                        {{"connection", options_.name}, {"error", r.error}});
         forget(copy, item);
@@ -320,7 +344,12 @@ void Session::fail_connection(const std::string& reason) {
     return;
   }
   deferred_failure_.clear();  // this connection is going anyway
-  sb::log::warn("broker connection lost", {{"connection", options_.name}, {"reason", reason}});
+  if (quiet_reconnect_) {
+    quiet_reconnect_ = false;
+    sb::log::info("broker reconnecting", {{"connection", options_.name}, {"reason", reason}});
+  } else {
+    sb::log::warn("broker connection lost", {{"connection", options_.name}, {"reason", reason}});
+  }
   amqp_connection_state_t c = conn_;
   conn_ = nullptr;
   connected_.store(false, std::memory_order_release);
@@ -372,6 +401,8 @@ void Session::send_topology(const Topology& t,
     m.durable = e.durable ? 1 : 0;
     m.auto_delete = e.auto_delete ? 1 : 0;
     m.internal = e.internal ? 1 : 0;
+    // Passive: only checks that it exists, which needs no permission.
+    m.passive = passive_exchanges_ ? 1 : 0;
     m.arguments = amqp_empty_table;
     const int n = item++;
     send_op(AMQP_EXCHANGE_DECLARE_METHOD, &m, AMQP_EXCHANGE_DECLARE_OK_METHOD,
@@ -421,6 +452,26 @@ void Session::forget(const Topology& t, int item) {
   }
 }
 
+bool Session::fall_back_to_passive(const Topology& t, int item, const OpResult& r) {
+  if (r.code != AMQP_ACCESS_REFUSED || passive_exchanges_ || item < 0 ||
+      item >= static_cast<int>(t.exchanges.size())) {
+    return false;
+  }
+  passive_exchanges_ = true;
+  quiet_reconnect_ = true;
+  {
+    std::lock_guard lk(g_passive_mu);
+    passive_users().insert(passive_key_);
+  }
+  sb::log::info(
+      "broker user may not configure exchanges; declaring them passively (they must "
+      "exist: the store creates them)",
+      {{"connection", options_.name},
+       {"exchange", t.exchanges[static_cast<std::size_t>(item)].name},
+       {"reason", r.error}});
+  return true;
+}
+
 void Session::start_declare(const std::shared_ptr<DeclareRequest>& req) {
   req->remaining =
       req->topology.exchanges.size() + req->topology.queues.size() + req->topology.bindings.size();
@@ -431,7 +482,8 @@ void Session::start_declare(const std::shared_ptr<DeclareRequest>& req) {
     return;
   }
   send_topology(req->topology, [this, req](const OpResult& r, int item) {
-    if (req->done || r.connection_lost) return;  // re-sent after reconnect
+    if (req->done || r.connection_lost) return;                         // re-sent after reconnect
+    if (!r.ok && fall_back_to_passive(req->topology, item, r)) return;  // likewise
     if (r.ok) {
       if (--req->remaining == 0) {
         req->done = true;
@@ -618,7 +670,9 @@ void Session::handle_method(amqp_channel_t channel, const amqp_method_t& method)
       if (!ops_.empty() && ops_.front().method == culprit) {
         Op op = std::move(ops_.front());
         ops_.pop_front();
-        op.done(OpResult{false, false, reason});
+        op.done(OpResult{false, false, reason, m->reply_code});
+      } else if (culprit == AMQP_BASIC_PUBLISH_METHOD) {
+        on_publish_refused(reason);
       }
       amqp_channel_close_ok_t ok{};
       if (conn_ != nullptr) {

@@ -66,6 +66,7 @@ struct OpResult {
   bool ok = false;
   bool connection_lost = false;  // the op may be retried on the next connection
   std::string error;
+  std::uint16_t code = 0;  // the broker's reply code when it refused the op
 };
 using OpDone = std::function<void(const OpResult&)>;
 
@@ -88,6 +89,9 @@ class Session {
     return std::this_thread::get_id() == loop_thread_id_.load(std::memory_order_relaxed);
   }
   const ConnectionOptions& options() const { return options_; }
+  /// The user of the URL: what RabbitMQ validates the user_id property
+  /// against. Empty when the URL does not parse (connecting then fails).
+  const std::string& login_user() const { return login_user_; }
   Metrics& metrics() { return metrics_; }
 
   /// Runs fn on the loop thread. False once the session is stopping (fn dropped).
@@ -158,6 +162,10 @@ class Session {
   virtual void on_disconnected(const std::string& /*reason*/) {}
   virtual void on_incoming(Incoming&& /*in*/) {}
   virtual void on_confirm(std::uint64_t /*tag*/, bool /*multiple*/, bool /*ack*/) {}
+  /// The broker closed the channel over a basic.publish (access refused, a
+  /// user_id that is not ours, no such exchange): `reason` is its reply
+  /// code and text. Runs just before on_disconnected().
+  virtual void on_publish_refused(const std::string& /*reason*/) {}
   virtual void on_consumer_cancelled(const std::string& /*tag*/) {}
   virtual void on_tick(Clock::time_point /*now*/) {}
   /// The session is about to close the connection (conn() may be null):
@@ -193,11 +201,20 @@ class Session {
   void send_topology(const Topology& topology,
                      const std::function<void(const OpResult&, int)>& done);
   void forget(const Topology& topology, int item);
+  /// A 403 on an active exchange.declare: this user may not configure the
+  /// platform's exchanges. Declares them passively from now on (this session
+  /// and every later one of the same user and vhost in this process) and
+  /// returns true; the declaration is re-sent on the next connection.
+  bool fall_back_to_passive(const Topology& topology, int item, const OpResult& result);
   void check_stall_locked();
 
   ConnectionOptions options_;
   bool confirms_;
   Metrics metrics_;
+  std::string login_user_;
+  std::string passive_key_;         // user@host:port/vhost
+  bool passive_exchanges_ = false;  // loop thread
+  bool quiet_reconnect_ = false;    // loop thread: the next failure is expected
 
   uv_loop_t loop_{};
   uv_async_t async_{};

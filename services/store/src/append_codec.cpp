@@ -1,5 +1,6 @@
 #include "switchboard/store/append_codec.hpp"
 
+#include "switchboard/broker/permissions.hpp"
 #include "switchboard/events/limits.hpp"
 #include "switchboard/shared/json.hpp"
 
@@ -24,7 +25,68 @@ events::ExpectedVersion decode_expected(const rapidjson::Value& body) {
       "/expected_version");
 }
 
+constexpr std::string_view kPublisherKey = "publisher";
+
+// `quoted`: `user` as a JSON string.
+events::Payload with_publisher(const events::Payload& meta, std::string_view user,
+                               const std::string& quoted) {
+  const rapidjson::Value& value = meta.value();
+  if (value.IsObject() && !value.HasMember(kPublisherKey.data())) {
+    // The compact text of an object: splice the member in after the brace.
+    const std::string& text = meta.text();
+    std::string out;
+    out.reserve(text.size() + quoted.size() + kPublisherKey.size() + 4);
+    out += "{\"";
+    out += kPublisherKey;
+    out += "\":";
+    out += quoted;
+    if (text.size() > 2) out += ',';
+    out.append(text, 1, std::string::npos);
+    return events::Payload::from_trusted_text(std::move(out));
+  }
+  rapidjson::Document doc = meta.to_document();
+  if (!doc.IsObject()) doc.SetObject();
+  rapidjson::Value v;
+  v.SetString(user.data(), static_cast<rapidjson::SizeType>(user.size()), doc.GetAllocator());
+  if (auto it = doc.FindMember(kPublisherKey.data()); it != doc.MemberEnd()) {
+    it->value = v;
+  } else {
+    doc.AddMember(rapidjson::StringRef(kPublisherKey.data()), v, doc.GetAllocator());
+  }
+  return events::Payload::from_document(std::move(doc));
+}
+
 }  // namespace
+
+void stamp_publisher(AppendRequest& request, std::string_view user, bool ingest) {
+  if (user.empty()) {
+    // Only a broker-validated user may stand there.
+    for (auto& e : request.events) {
+      const rapidjson::Value& value = e.meta.value();
+      if (!value.IsObject() || !value.HasMember(kPublisherKey.data())) continue;
+      rapidjson::Document doc = e.meta.to_document();
+      doc.RemoveMember(kPublisherKey.data());
+      e.meta = events::Payload::from_document(std::move(doc));
+    }
+    return;
+  }
+  std::string quoted;
+  json::append_quoted(quoted, user);
+  std::optional<events::ActorId> actor;
+  if (ingest) {
+    if (auto plugin = broker::plugin_of_user(user)) {
+      try {
+        actor = events::ActorId("service:" + std::string(*plugin));
+      } catch (const events::Error&) {
+        // Not a printable id: meta.publisher still names the user.
+      }
+    }
+  }
+  for (auto& e : request.events) {
+    e.meta = with_publisher(e.meta, user, quoted);
+    if (actor) e.actor = actor;
+  }
+}
 
 std::variant<AppendRequest, DecodeError> decode_append(std::string_view body,
                                                        const events::Catalog& catalog,

@@ -78,6 +78,7 @@ class Endpoints::Impl {
       return;
     }
     auto& request = std::get<AppendRequest>(decoded);
+    stamp_publisher(request, d.message.user_id, false);
     if (auto ms = d.message.header_int(broker::kDeadlineHeader)) {
       request.deadline = std::chrono::system_clock::time_point(std::chrono::milliseconds(*ms));
     }
@@ -97,6 +98,7 @@ class Endpoints::Impl {
     }
     auto& req = std::get<AppendRequest>(decoded);
     req.expected = events::ExpectedVersion::any();
+    stamp_publisher(req, d.message.user_id, true);
     auto result = append_and_wait(writer_, std::move(req));
     switch (result.kind) {
       case AppendResult::Kind::appended:

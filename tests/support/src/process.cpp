@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -107,20 +109,27 @@ std::string ChildProcess::output() const {
   return ss.str();
 }
 
+// A random port below the kernel's ephemeral range (32768+ by default) that
+// binds now: a port from bind(0) is ephemeral, and an outgoing connection
+// may take it as its source port before the process under test binds it.
+// Servers on free ports come and go in parallel tests, so several tries.
 int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+  static std::mutex mu;
+  static std::mt19937 rng{std::random_device{}()};
+  std::lock_guard lock(mu);
+  for (int attempt = 0; attempt < 500; ++attempt) {
+    const int port = std::uniform_int_distribution<int>(10000, 32000)(rng);
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) throw std::runtime_error("free_port: socket failed");
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
     ::close(fd);
-    throw std::runtime_error("free_port: bind failed");
+    if (ok) return port;
   }
-  ::close(fd);
-  return ntohs(a.sin_port);
+  throw std::runtime_error("free_port: no free port in 10000..32000");
 }
 
 std::string built_binary(const std::string& relative) {

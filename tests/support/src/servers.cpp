@@ -81,6 +81,32 @@ std::string url_encode(std::string_view in) {
   return out;
 }
 
+std::string json_string(std::string_view in) {
+  std::string out = "\"";
+  for (char c : in) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+httplib::Client management_client() {
+  const auto& s = servers();
+  httplib::Client cli(s.rabbitmq_mgmt_url);
+  cli.set_basic_auth(s.rabbitmq_user.c_str(), s.rabbitmq_password.c_str());
+  cli.set_connection_timeout(10);
+  cli.set_read_timeout(30);
+  return cli;
+}
+
+void put_json(httplib::Client& cli, const std::string& path, const std::string& body) {
+  auto r = cli.Put(path.c_str(), body, "application/json");
+  if (!r || (r->status != 201 && r->status != 204)) {
+    throw std::runtime_error("management API: PUT " + path + " failed" +
+                             (r ? ": " + std::to_string(r->status) + " " + r->body : ""));
+  }
+}
+
 }  // namespace
 
 void Servers::start(std::string_view name) const {
@@ -140,6 +166,33 @@ std::string fresh_vhost(std::string_view prefix) {
     throw std::runtime_error("cannot grant permissions on vhost " + name);
   }
   return s.rabbitmq_url + url_encode(name);
+}
+
+std::string broker_user(std::string_view vhost_url, std::string_view user,
+                        std::string_view configure, std::string_view write, std::string_view read,
+                        const std::vector<BrokerTopicPermission>& topics) {
+  // amqp://user:pass@host:port/<encoded vhost>
+  const auto at = vhost_url.rfind('@');
+  const auto slash = vhost_url.find('/', at == std::string_view::npos ? 0 : at);
+  if (at == std::string_view::npos || slash == std::string_view::npos) {
+    throw std::runtime_error("broker_user: not an amqp URL with a vhost");
+  }
+  const std::string host_port(vhost_url.substr(at + 1, slash - at - 1));
+  std::string vhost(vhost_url.substr(slash + 1));
+  const std::string vhost_path = vhost.empty() ? "%2F" : vhost;
+  const std::string password = unique_name("pw");
+  auto cli = management_client();
+  const std::string name = url_encode(user);
+  put_json(cli, "/api/users/" + name, "{\"password\":" + json_string(password) + ",\"tags\":\"\"}");
+  put_json(cli, "/api/permissions/" + vhost_path + "/" + name,
+           "{\"configure\":" + json_string(configure) + ",\"write\":" + json_string(write) +
+               ",\"read\":" + json_string(read) + "}");
+  for (const auto& t : topics) {
+    put_json(cli, "/api/topic-permissions/" + vhost_path + "/" + name,
+             "{\"exchange\":" + json_string(t.exchange) + ",\"write\":" + json_string(t.write) +
+                 ",\"read\":" + json_string(t.read) + "}");
+  }
+  return "amqp://" + name + ":" + url_encode(password) + "@" + host_port + "/" + vhost;
 }
 
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds deadline,

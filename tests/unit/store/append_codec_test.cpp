@@ -120,3 +120,63 @@ TEST(AppendCodec, ResultsEncodeAsJson) {
   auto e = json::parse(encode_error({"schema_violation", "bad \"sku\"", "/events/0/data/sku"}));
   EXPECT_EQ(json::require_string(e["error"]["details"], "path"), "/events/0/data/sku");
 }
+
+namespace {
+AppendRequest decoded(const std::string& events_json) {
+  auto cat = catalog();
+  auto v = decode_append(body(events_json), cat);
+  EXPECT_TRUE(std::holds_alternative<AppendRequest>(v)) << err(v).message;
+  return std::get<AppendRequest>(v);
+}
+
+const std::string kEventWithMeta =
+    R"({"id":"0190c6a2-7a4e-7cc0-8f00-000000000002","type":"shop.order.placed","schema":1,)"
+    R"("occurred_at":"2026-11-22T08:00:01.123Z","data":{"sku":"A-1"},)"
+    R"("meta":{"traceparent":"t","publisher":"forged"},"actor":"user:u1"})";
+}  // namespace
+
+TEST(AppendCodec, StampsThePublisherIntoMeta) {
+  auto r = decoded("[" + kEvent + "," + kEventWithMeta + "]");
+  stamp_publisher(r, "sb-registry", false);
+  ASSERT_EQ(r.events.size(), 2u);
+  // No meta: the member alone; meta with a caller's publisher: replaced, the
+  // rest kept.
+  EXPECT_EQ(r.events[0].meta, events::Payload::parse(R"({"publisher":"sb-registry"})"));
+  EXPECT_EQ(r.events[1].meta,
+            events::Payload::parse(R"({"traceparent":"t","publisher":"sb-registry"})"));
+  EXPECT_EQ(r.events[1].actor->value(), "user:u1");  // an RPC append keeps its actor
+  EXPECT_FALSE(r.events[0].actor.has_value());
+}
+
+TEST(AppendCodec, SplicedMetaIsValidJsonWithOtherMembers) {
+  auto r = decoded(
+      R"([{"id":"0190c6a2-7a4e-7cc0-8f00-000000000003","type":"shop.order.placed","schema":1,)"
+      R"("occurred_at":"2026-11-22T08:00:01.123Z","data":{"sku":"A-1"},"meta":{"a":[1,{"b":"\""}]}}])");
+  stamp_publisher(r, "plugin-a\"b", false);
+  const auto& meta = r.events[0].meta;
+  EXPECT_EQ(meta, events::Payload::parse(R"({"a":[1,{"b":"\""}],"publisher":"plugin-a\"b"})"));
+  EXPECT_EQ(json::parse(meta.text())["publisher"].GetString(), std::string("plugin-a\"b"));
+}
+
+TEST(AppendCodec, IngestFromAPluginActsAsTheService) {
+  auto r = decoded("[" + kEvent + "," + kEventWithMeta + "]");
+  stamp_publisher(r, "plugin-orders", true);
+  for (const auto& e : r.events) {
+    ASSERT_TRUE(e.actor.has_value());
+    EXPECT_EQ(e.actor->value(), "service:orders");
+    EXPECT_EQ(json::parse(e.meta.text())["publisher"].GetString(), std::string("plugin-orders"));
+  }
+  // A platform user's ingest keeps the actor it sent.
+  auto p = decoded("[" + kEventWithMeta + "]");
+  stamp_publisher(p, "sb-registry", true);
+  EXPECT_EQ(p.events[0].actor->value(), "user:u1");
+}
+
+TEST(AppendCodec, NoUserIdRecordsNothing) {
+  auto r = decoded("[" + kEvent + "," + kEventWithMeta + "]");
+  stamp_publisher(r, "", true);
+  EXPECT_EQ(r.events[0].meta, events::Payload());
+  // A caller's own claim is dropped: the member only ever holds a validated user.
+  EXPECT_EQ(r.events[1].meta, events::Payload::parse(R"({"traceparent":"t"})"));
+  EXPECT_EQ(r.events[1].actor->value(), "user:u1");
+}

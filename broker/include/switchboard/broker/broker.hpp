@@ -47,6 +47,7 @@
 #include "switchboard/broker/consumer.hpp"
 #include "switchboard/broker/message.hpp"
 #include "switchboard/broker/options.hpp"
+#include "switchboard/broker/permissions.hpp"
 #include "switchboard/broker/publisher.hpp"
 #include "switchboard/broker/rpc.hpp"
 #include "switchboard/broker/topology.hpp"

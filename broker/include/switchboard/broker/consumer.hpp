@@ -36,6 +36,13 @@ inline constexpr std::string_view kErrorHeader = "x-sb-error";         // last e
 inline constexpr std::string_view kFailedAtHeader = "x-sb-failed-at";  // "ms,ms,..." epoch ms
 inline constexpr std::string_view kOriginQueueHeader = "x-sb-origin-queue";
 inline constexpr std::string_view kPermanentHeader = "x-sb-permanent";  // bool: PermanentError
+/// The original publisher's user_id, kept when a consumer moves a message to
+/// a retry or parked queue (that publish carries the consumer's own user).
+/// On delivery it is honoured only when the message's user_id is the
+/// consuming connection's own user (only that user's retries could have
+/// written it), and removed in any case: Delivery::message.user_id is then
+/// the original publisher again.
+inline constexpr std::string_view kOriginalUserIdHeader = "x-sb-user-id";
 
 /// Thrown by a handler for a message that can never be processed (malformed,
 /// schema violation): it is parked at once, without the retry delays, with

@@ -27,6 +27,12 @@ struct Message {
   std::string correlation_id;
   std::string reply_to;
   std::string type;
+  /// AMQP user-id property. On a delivery: the user the publisher logged in
+  /// as, validated by RabbitMQ (empty when the publisher set none). On
+  /// publish: empty means the connection's own login user, which every
+  /// publisher of this library sends; any other value is refused by the
+  /// broker (406 PRECONDITION_FAILED) and the publish fails.
+  std::string user_id;
   Headers headers;
   bool persistent = true;
   /// Per-message TTL (AMQP expiration). Expires only at the head of a queue.

@@ -35,6 +35,16 @@ std::variant<AppendRequest, DecodeError> decode_append(std::string_view body,
                                                        const events::Catalog& catalog,
                                                        std::string_view default_tenant = "");
 
+/// Records who published an append: `user` is the AMQP user_id of the
+/// request or ingest message, validated by RabbitMQ. Each event's
+/// `meta.publisher` becomes `user` (replacing whatever the caller put
+/// there); for an ingested append (`ingest`) from a `plugin-<name>` user,
+/// each event's actor becomes `service:<name>`. An empty user (a publisher
+/// that set no user_id) records nothing, and a `meta.publisher` the caller
+/// sent is removed: the member only ever holds a broker-validated user.
+/// Cheap: an event whose meta has no `publisher` yet is edited as text.
+void stamp_publisher(AppendRequest& request, std::string_view user, bool ingest);
+
 std::string encode_result(const AppendResult& result);
 std::string encode_error(const DecodeError& error);
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sb::testing {
 
@@ -42,6 +43,22 @@ std::string fresh_database(std::string_view prefix = "t");
 /// Creates an empty RabbitMQ vhost (full permissions for the harness user);
 /// returns an amqp:// URL that selects it.
 std::string fresh_vhost(std::string_view prefix = "t");
+
+/// Topic permissions on one topic exchange (routing-key regexes).
+struct BrokerTopicPermission {
+  std::string exchange;
+  std::string write;
+  std::string read;
+};
+
+/// Creates (or resets) the RabbitMQ user `user` with a random password and
+/// exactly these permissions (regexes) on the vhost of `vhost_url` (a URL
+/// from fresh_vhost), through the management API; returns an amqp:// URL that
+/// logs in as that user on that vhost. Users are global to the broker: use a
+/// name of your own (unique_name) unless the test needs a fixed one.
+std::string broker_user(std::string_view vhost_url, std::string_view user,
+                        std::string_view configure, std::string_view write, std::string_view read,
+                        const std::vector<BrokerTopicPermission>& topics = {});
 
 /// Polls pred every `poll` until it is true or the deadline passes; returns
 /// whether it became true. The way to wait in tests: never sleep-and-hope.
