@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "switchboard/broker/rpc.hpp"
+#include "switchboard/edge/identity_feed.hpp"
 #include "switchboard/events/head_signals.hpp"
 #include "switchboard/shared/json.hpp"
 #include "switchboard/shared/log.hpp"
@@ -167,6 +168,8 @@ struct Edge::Impl {
   std::shared_ptr<RouteSource> routes;
   std::shared_ptr<events::HeadSignals> signals;
   std::shared_ptr<SseHub> sse;
+  std::shared_ptr<IdentityView> identity = std::make_shared<IdentityView>();
+  std::unique_ptr<IdentityFeed> identity_feed;
   std::unique_ptr<Gateway> gateway;
   httplib::Server server;
   std::thread thread;
@@ -206,6 +209,7 @@ void Edge::start() {
   if (!o.redis_url.empty()) {
     deps.idempotency = make_redis_idempotency(redis);
     deps.status = make_redis_key_value(redis);
+    deps.rate_limiter = make_redis_rate_limiter(redis);
   }
   if (!o.events_database.url.empty()) {
     pg::PoolOptions po;
@@ -224,7 +228,20 @@ void Edge::start() {
     impl_->sse = std::make_shared<SseHub>(std::make_shared<pg::Pool>(tail), o.sse, impl_->signals);
     impl_->sse->start();
     deps.sse = impl_->sse;
+    // The identity view's own connection: its catch-up never waits behind
+    // requests for a pooled one.
+    pg::PoolOptions ipo;
+    ipo.connection = o.events_database;
+    ipo.max_size = 1;
+    impl_->identity_feed = std::make_unique<IdentityFeed>(
+        std::make_shared<pg::Pool>(ipo), impl_->identity, impl_->signals, o.identity);
+    impl_->identity_feed->start();
+  } else {
+    // No database, no identity events: an empty view (no revocations, API
+    // keys, tenant policies or custom roles).
+    impl_->identity->mark_loaded();
   }
+  deps.identity = impl_->identity;
   auto routes = impl_->routes;
   deps.catalog = [routes] { return routes->catalog(); };
   auto* impl = impl_.get();
@@ -316,6 +333,7 @@ void Edge::stop(Deadline deadline) noexcept {
     if (impl_->thread.joinable()) impl_->thread.join();
   }
   if (impl_->gateway) impl_->gateway->drain();
+  if (impl_->identity_feed) impl_->identity_feed->stop();
   if (impl_->routes) impl_->routes->stop(deadline);
   if (impl_->signals) impl_->signals->stop(deadline);
   impl_->rpc.clear();
@@ -323,8 +341,18 @@ void Edge::stop(Deadline deadline) noexcept {
 
 app::Health Edge::health() const {
   if (!impl_->serving) return {app::HealthState::stopping, "not serving"};
-  if (impl_->routes) return impl_->routes->health();
-  return {};
+  app::Health routes;
+  if (impl_->routes) routes = impl_->routes->health();
+  if (impl_->identity_feed) {
+    // Not ready before the identity view has loaded (credentials could not
+    // be checked against revocations).
+    auto identity = impl_->identity_feed->health();
+    if (identity.state == app::HealthState::starting) return identity;
+    if (routes.state == app::HealthState::ok && identity.state != app::HealthState::ok) {
+      return identity;
+    }
+  }
+  return routes;
 }
 
 int Edge::port() const noexcept {
@@ -364,6 +392,12 @@ config::Schema config_schema() {
       .optional("sse.max_clients", config::Type::integer, "128",
                 "live event streams per edge (each holds a worker; 503 beyond)")
       .optional("sse.ping", config::Type::duration, "15s", "ping interval of live streams")
+      .optional("edge.rate_limit.per_second", config::Type::number, "0",
+                "default token bucket per credential, requests per second (0: off)")
+      .optional("edge.rate_limit.burst", config::Type::integer, "0",
+                "its capacity (0: ceil(per_second))")
+      .optional("edge.identity_poll", config::Type::duration, "1s",
+                "identity events re-read interval besides the store's head signal")
       .optional("edge.idempotency_ttl", config::Type::duration, "24h",
                 "how long a command's response is kept for its Idempotency-Key")
       .add({"auth.jwt_secret", config::Type::string, false, std::nullopt,
@@ -416,6 +450,12 @@ void build(app::Lifecycle& lifecycle, const config::Config& cfg) {
   g.max_timeout = cfg.get_duration("edge.max_timeout");
   g.commit_margin = cfg.get_duration("edge.commit_margin");
   g.idempotency_ttl = cfg.get_duration("edge.idempotency_ttl");
+  g.rate_limit.per_second = cfg.get_number("edge.rate_limit.per_second");
+  g.rate_limit.burst = cfg.get_int("edge.rate_limit.burst");
+  if (g.rate_limit.per_second < 0 || g.rate_limit.burst < 0) {
+    throw config::Error("edge.rate_limit", "must not be negative");
+  }
+  o.identity.poll = cfg.get_duration("edge.identity_poll");
   o.jwt = jwt_options(cfg);
   o.broker.url = cfg.get_string("rabbitmq.url");
   o.broker.name = "edge-" + log::instance_id();

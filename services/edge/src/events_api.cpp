@@ -1,5 +1,6 @@
 #include "switchboard/edge/events_api.hpp"
 
+#include "switchboard/edge/redaction.hpp"
 #include "switchboard/events/time.hpp"
 #include "switchboard/shared/json.hpp"
 #include "switchboard/shared/pg.hpp"
@@ -63,7 +64,7 @@ HttpResponse json_page(const events::Page& page, const EventQuery& q) {
     }
     if (!first) body += ',';
     first = false;
-    body += events::to_json(e);
+    body += events::to_json(redacted(e));
     last = e.position.value();
   }
   std::int64_t scanned = page.scanned_to.value();
@@ -207,10 +208,10 @@ HttpResponse EventsApi::list(const HttpRequest& req, const Scope& scope) const {
       for (const auto& e : page.events) {
         if (e.position.value() > upper) break;
         if (ndjson) {
-          buf += events::to_json(e);
+          buf += events::to_json(redacted(e));
           buf += '\n';
         } else {
-          buf += csv_line(e);
+          buf += csv_line(redacted(e));
         }
       }
       if (!buf.empty() && !write(buf)) return;
@@ -259,7 +260,7 @@ HttpResponse EventsApi::stream(const HttpRequest& req, const Scope& scope,
                         "{\"max\":" + std::to_string(options_.max_stream_events) + "}");
       }
       if (n > 1) body += ',';
-      body += events::to_json(e);
+      body += events::to_json(redacted(e));
       version = e.version.value();
       last_position = e.position.value();
       tenant = e.tenant.value();
@@ -307,7 +308,7 @@ HttpResponse EventsApi::correlation(const HttpRequest&, const Scope& scope,
         body += ',';
         links += ',';
       }
-      body += events::to_json(e);
+      body += events::to_json(redacted(e));
       links += "{\"event_id\":" + json::quoted(e.id.value()) + ",\"caused_by\":" +
                (e.causation_id ? json::quoted(e.causation_id->value()) : std::string("null")) + "}";
     }

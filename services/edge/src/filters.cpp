@@ -10,13 +10,6 @@ namespace {
 
 using text::parse_int;
 
-HttpError unauthenticated(const std::string& reason) {
-  std::string details = "{\"reason\":";
-  json::append_quoted(details, reason);
-  details += '}';
-  return HttpError(401, "unauthenticated", "authentication required", details);
-}
-
 bool valid_tenant(std::string_view t) {
   if (t.empty() || t.size() > 63) return false;
   for (char c : t) {
@@ -46,30 +39,6 @@ std::optional<HttpResponse> check_limits(const HttpRequest& request, const Limit
     }
   }
   return std::nullopt;
-}
-
-std::optional<auth::Principal> authenticate_optional(const auth::JwtVerifier& verifier,
-                                               const HttpRequest& request, std::int64_t now) {
-  const auto* auth = request.header("authorization");
-  if (!auth) return std::nullopt;
-  std::string_view v(*auth);
-  constexpr std::string_view kBearer = "bearer ";
-  if (v.size() <= kBearer.size() || lower(v.substr(0, kBearer.size())) != kBearer) {
-    throw unauthenticated("the Authorization header is not a Bearer token");
-  }
-  v.remove_prefix(kBearer.size());
-  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-  try {
-    return verifier.verify(v, now);
-  } catch (const auth::JwtError& e) {
-    throw unauthenticated(e.what());
-  }
-}
-
-auth::Principal authenticate(const auth::JwtVerifier& verifier, const HttpRequest& request, std::int64_t now) {
-  auto p = authenticate_optional(verifier, request, now);
-  if (!p) throw unauthenticated("no credential");
-  return std::move(*p);
 }
 
 std::string resolve_tenant(const auth::Principal& principal, const HttpRequest& request) {

@@ -43,6 +43,7 @@ void common_headers(broker::Message& m, const CallContext& c) {
   m.headers["x-sb-tenant"] = c.tenant;
   m.headers["x-sb-actor"] = c.actor;
   m.headers["x-sb-roles"] = join(c.roles);
+  m.headers["x-sb-client-address"] = c.client_address;
   m.message_id = c.request_id;
   m.persistent = false;
 }
@@ -51,6 +52,7 @@ void common_http_headers(HttpRequest& out, const CallContext& c) {
   out.headers.push_back({"x-sb-tenant", c.tenant});
   out.headers.push_back({"x-sb-actor", c.actor});
   out.headers.push_back({"x-sb-roles", join(c.roles)});
+  out.headers.push_back({"x-sb-client-address", c.client_address});
   out.headers.push_back({"x-sb-request-id", c.request_id});
   out.headers.push_back({"x-sb-deadline", std::to_string(epoch_ms(c.service_deadline))});
   out.headers.push_back({"x-correlation-id", c.correlation_id});

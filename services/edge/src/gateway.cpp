@@ -11,6 +11,9 @@
 #include "switchboard/broker/rpc.hpp"
 #include "switchboard/edge/api_docs.hpp"
 #include "switchboard/edge/forward.hpp"
+#include "switchboard/edge/rbac.hpp"
+#include "switchboard/edge/service_policy.hpp"
+#include "switchboard/edge/tenant_check.hpp"
 #include "switchboard/events/catalog.hpp"
 #include "switchboard/events/uuid.hpp"
 #include "switchboard/registry/route_table.hpp"
@@ -246,7 +249,13 @@ class Gateway::Impl {
   Impl(GatewayOptions o, Dependencies d)
       : options_(std::move(o)),
         deps_(std::move(d)),
-        async_(options_.async_workers, options_.async_queue) {}
+        async_(options_.async_workers, options_.async_queue) {
+    if (!deps_.identity) {
+      auto empty = std::make_shared<IdentityView>();
+      empty->mark_loaded();
+      deps_.identity = std::move(empty);
+    }
+  }
 
   HttpResponse handle(const HttpRequest& req) {
     const auto started = Clock::now();
@@ -254,6 +263,7 @@ class Gateway::Impl {
     CallContext ctx;
     ctx.request_id = broker::new_id();
     HttpResponse res;
+    std::vector<Header> extra;  // added to the answer (RateLimit-*)
     InFlight guard(in_flight_, options_.max_in_flight);
     try {
       if (!guard.admitted) {
@@ -263,15 +273,19 @@ class Gateway::Impl {
       } else if (auto limited = check_limits(req, options_.limits)) {
         res = std::move(*limited);
       } else {
-        res = dispatch(req, ctx, kind);
+        res = dispatch(req, ctx, kind, extra);
       }
     } catch (const HttpError& e) {
       res = e.response();
       if (e.status() == 401) res.set_header("www-authenticate", "Bearer");
+      if (e.code() == "identity_unavailable") res.set_header("retry-after", "1");
     } catch (const std::exception& e) {
       log::error("edge request failed",
                  {{"error", e.what()}, {"path", req.path}, {"request_id", ctx.request_id}});
       res = error_response(500, "internal_error", "the edge failed to handle the request");
+    }
+    for (auto& h : extra) {
+      if (!res.header(h.name)) res.set_header(h.name, std::move(h.value));
     }
     res.set_header("x-request-id", ctx.request_id);
     const int cls = std::clamp(res.status / 100, 1, 5);
@@ -287,7 +301,8 @@ class Gateway::Impl {
 
  private:
   // ------------------------------------------------------------ dispatch
-  HttpResponse dispatch(const HttpRequest& req, CallContext& ctx, Kind& kind) {
+  HttpResponse dispatch(const HttpRequest& req, CallContext& ctx, Kind& kind,
+                        std::vector<Header>& extra) {
     const std::string_view path = req.path;
     if (path == "/health" && req.method == "GET") {
       return json_response(200, "{\"status\":\"ok\"}");
@@ -302,68 +317,126 @@ class Gateway::Impl {
       auto rest = path.substr(kV1.size());
       if (rest.rfind("commands/", 0) == 0) {
         kind = kCommand;
-        return commands(req, rest.substr(9), ctx);
+        return commands(req, rest.substr(9), ctx, extra);
       }
-      auto principal = authenticate(*deps_.jwt, req, now_s());
-      const auto tenant = resolve_tenant(principal, req);
-      Scope scope;
-      const auto* named = req.header("x-tenant");
-      if (!principal.super_admin() || (named && !named->empty())) scope.tenant = tenant;
-      if (req.method == "GET" && rest == "services") return services();
-      if (is_admin_path(rest)) {
-        require_operator(principal);
-        if (!deps_.admin) {
-          throw HttpError(503, "events_unavailable", "this edge has no event database configured");
-        }
-        return deps_.admin->handle(
-            req, rest, Operator{principal.super_admin(), scope.tenant, principal.actor()});
-      }
-      if (rest == "events/stream") {
-        if (req.method != "GET") {
-          throw HttpError(405, "method_not_allowed", "read-only", "{\"allowed\":[\"GET\"]}");
-        }
-        if (!deps_.sse) {
-          throw HttpError(503, "events_unavailable", "this edge has no event database configured");
-        }
-        auto q = parse_event_query(req.query, scope, EventsApiOptions{});
-        return deps_.sse->open(q.filter, deps_.sse->resume_point(req));
-      }
-      if (rest == "events" || rest.rfind("streams/", 0) == 0 ||
-          rest.rfind("correlations/", 0) == 0) {
-        if (req.method != "GET") {
-          throw HttpError(405, "method_not_allowed", "read-only", "{\"allowed\":[\"GET\"]}");
-        }
-        if (!deps_.events) {
-          throw HttpError(503, "events_unavailable", "this edge has no event database configured");
-        }
-        if (rest == "events") return deps_.events->list(req, scope);
-        const auto slash = rest.find('/');
-        auto id = percent_decode(rest.substr(slash + 1));
-        if (!id || id->empty()) throw HttpError(400, "invalid_request", "malformed id in the path");
-        if (rest.rfind("streams/", 0) == 0) return deps_.events->stream(req, scope, *id);
-        return deps_.events->correlation(req, scope, *id);
-      }
-      if (req.method == "GET" && rest == "catalog") {
-        return json_response(200, asyncapi_json(catalog()->json()));
-      }
-      throw HttpError(404, "unknown_route", "no such platform endpoint");
+      return platform(req, rest, extra);
     }
     constexpr std::string_view kApi = "/api/";
     if (path.rfind(kApi, 0) == 0) {
       kind = kRoute;
-      return routed(req, path.substr(kApi.size()), ctx);
+      return routed(req, path.substr(kApi.size()), ctx, extra);
     }
-    auto principal = authenticate(*deps_.jwt, req, now_s());
+    auto principal = authenticated(req);
+    require_tenant_active(*deps_.identity, principal, principal.tenant);
     if (path == "/metrics" && req.method == "GET") {
+      require_scope(principal, platform_permission("metrics", false));
+      if (auto r = limit("platform:metrics", std::nullopt, &principal, req, extra)) return *r;
       HttpResponse r;
       r.content_type = "text/plain; version=0.0.4";
       r.body = metrics::Registry::global().render();
       return r;
     }
     if (path == "/openapi.json" && req.method == "GET") {
+      require_scope(principal, platform_permission("catalog", false));
+      if (auto r = limit("platform:catalog", std::nullopt, &principal, req, extra)) return *r;
       return json_response(200, openapi_json(*deps_.router->table(), catalog()->json()));
     }
     throw HttpError(404, "unknown_route", "no such endpoint");
+  }
+
+  // The platform's own endpoints under /api/v1/ (but commands).
+  HttpResponse platform(const HttpRequest& req, std::string_view rest, std::vector<Header>& extra) {
+    auto principal = authenticated(req);
+    const auto tenant = resolve_tenant(principal, req);
+    require_tenant_active(*deps_.identity, principal, tenant);
+    Scope scope;
+    const auto* named = req.header("x-tenant");
+    if (!principal.super_admin() || (named && !named->empty())) scope.tenant = tenant;
+    // Roles and scopes (11.4): operator areas keep their roles (tenant_admin
+    // and up) and admit custom roles granting the area; reads of events and
+    // the registry need any authenticated caller. API keys need a scope.
+    const bool write = req.method != "GET";
+    auto check = [&](std::string_view area, bool operators) {
+      const auto key = platform_permission(area, write);
+      if (operators) {
+        authorize(deps_.identity.get(), principal, {"tenant_admin"}, key);
+      } else {
+        require_scope(principal, key);
+      }
+      return limit("platform:" + std::string(area), std::nullopt, &principal, req, extra);
+    };
+    if (req.method == "GET" && rest == "services") {
+      if (auto r = check("services", false)) return *r;
+      return services();
+    }
+    if (is_admin_path(rest)) {
+      const std::string_view area = rest.rfind("subscriptions", 0) == 0 ? "subscriptions"
+                                    : rest.rfind("projections", 0) == 0 ? "projections"
+                                                                        : "replays";
+      if (auto r = check(area, true)) return *r;
+      if (!deps_.admin) {
+        throw HttpError(503, "events_unavailable", "this edge has no event database configured");
+      }
+      return deps_.admin->handle(
+          req, rest, Operator{principal.super_admin(), scope.tenant, principal.actor()});
+    }
+    if (rest == "events/stream") {
+      if (req.method != "GET") {
+        throw HttpError(405, "method_not_allowed", "read-only", "{\"allowed\":[\"GET\"]}");
+      }
+      if (auto r = check("events", false)) return *r;
+      if (!deps_.sse) {
+        throw HttpError(503, "events_unavailable", "this edge has no event database configured");
+      }
+      auto q = parse_event_query(req.query, scope, EventsApiOptions{});
+      return deps_.sse->open(q.filter, deps_.sse->resume_point(req));
+    }
+    if (rest == "events" || rest.rfind("streams/", 0) == 0 || rest.rfind("correlations/", 0) == 0) {
+      if (req.method != "GET") {
+        throw HttpError(405, "method_not_allowed", "read-only", "{\"allowed\":[\"GET\"]}");
+      }
+      if (auto r = check("events", false)) return *r;
+      if (!deps_.events) {
+        throw HttpError(503, "events_unavailable", "this edge has no event database configured");
+      }
+      if (rest == "events") return deps_.events->list(req, scope);
+      const auto slash = rest.find('/');
+      auto id = percent_decode(rest.substr(slash + 1));
+      if (!id || id->empty()) throw HttpError(400, "invalid_request", "malformed id in the path");
+      if (rest.rfind("streams/", 0) == 0) return deps_.events->stream(req, scope, *id);
+      return deps_.events->correlation(req, scope, *id);
+    }
+    if (req.method == "GET" && rest == "catalog") {
+      if (auto r = check("catalog", false)) return *r;
+      return json_response(200, asyncapi_json(catalog()->json()));
+    }
+    throw HttpError(404, "unknown_route", "no such platform endpoint");
+  }
+
+  // ------------------------------------------------------------ filters
+  // Authentication (authentication.hpp); until the identity view has loaded,
+  // a credential cannot be checked against revocations: 503, retry.
+  std::optional<auth::Principal> credential(const HttpRequest& req) {
+    if (!deps_.identity->loaded() && (req.header("authorization") || req.header("x-api-key"))) {
+      throw HttpError(503, "identity_unavailable",
+                      "the edge has not loaded the identity state yet; retry shortly");
+    }
+    return authenticate_optional(*deps_.jwt, deps_.identity.get(), req, now_s());
+  }
+  auth::Principal authenticated(const HttpRequest& req) {
+    auto p = credential(req);
+    if (!p) return authenticate(*deps_.jwt, req, now_s());  // throws 401: no credential
+    return std::move(*p);
+  }
+
+  // Rate limits (rate_limit.hpp): nullopt to go on, else the 429.
+  std::optional<HttpResponse> limit(std::string_view key,
+                                    const std::optional<registry::RateLimit>& endpoint,
+                                    const auth::Principal* principal, const HttpRequest& req,
+                                    std::vector<Header>& extra) {
+    if (!deps_.rate_limiter) return std::nullopt;
+    auto buckets = rate_buckets(key, endpoint, principal, req.remote_addr, options_.rate_limit);
+    return check_rate_limits(deps_.rate_limiter.get(), buckets, extra);
   }
 
   std::shared_ptr<const CatalogView> catalog() const {
@@ -376,8 +449,9 @@ class Gateway::Impl {
     return json_response(200, registry::to_json(*deps_.router->table()));
   }
 
-  void fill_context(CallContext& ctx, const HttpRequest& req, const std::optional<auth::Principal>& p,
-                    const std::string& tenant, std::chrono::milliseconds service_time) {
+  void fill_context(CallContext& ctx, const HttpRequest& req,
+                    const std::optional<auth::Principal>& p, const std::string& tenant,
+                    std::chrono::milliseconds service_time) {
     const auto* corr = req.header("x-correlation-id");
     ctx.correlation_id = corr && !corr->empty() && corr->size() <= 200 ? *corr : ctx.request_id;
     const auto* tp = req.header("traceparent");
@@ -385,6 +459,7 @@ class Gateway::Impl {
     ctx.tenant = tenant;
     ctx.actor = p ? p->actor() : "anonymous";
     if (p) ctx.roles = p->roles;
+    ctx.client_address = req.remote_addr;
     ctx.service_deadline = SysClock::now() + service_time;
   }
 
@@ -399,7 +474,8 @@ class Gateway::Impl {
   }
 
   // ------------------------------------------------------------ routed
-  HttpResponse routed(const HttpRequest& req, std::string_view rest, CallContext& ctx) {
+  HttpResponse routed(const HttpRequest& req, std::string_view rest, CallContext& ctx,
+                      std::vector<Header>& extra) {
     const auto slash = rest.find('/');
     const std::string service(rest.substr(0, slash));
     const std::string path =
@@ -410,16 +486,23 @@ class Gateway::Impl {
     auto result = deps_.router->route(service, req.method, path, version, draw(), healthy());
     std::optional<auth::Principal> principal;
     if (!result.target || !result.target->endpoint.is_public) {
-      principal = authenticate(*deps_.jwt, req, now_s());
+      principal = authenticated(req);
     } else {
-      principal = authenticate_optional(*deps_.jwt, req, now_s());
+      principal = credential(req);
     }
     if (!result.target) throw route_error(result, service);
+    const auto& endpoint = result.target->endpoint;
+    const auto key = route_permission(service, req.method, endpoint.path);
     std::string tenant;
     if (principal) {
       tenant = resolve_tenant(*principal, req);
-      if (!result.target->endpoint.is_public)
-        require_roles(*principal, result.target->endpoint.roles);
+      require_tenant_active(*deps_.identity, *principal, tenant, service);
+      require_service_enabled(*deps_.identity, tenant, service);
+      if (!endpoint.is_public) authorize(deps_.identity.get(), *principal, endpoint.roles, key);
+    }
+    if (auto limited =
+            limit(key, endpoint.rate_limit, principal ? &*principal : nullptr, req, extra)) {
+      return std::move(*limited);
     }
     ctx.min_position = min_position(req);
     const auto timeout = request_timeout(req, options_.request_timeout, options_.max_timeout);
@@ -458,11 +541,13 @@ class Gateway::Impl {
   }
 
   // ------------------------------------------------------------ commands
-  HttpResponse commands(const HttpRequest& req, std::string_view rest, CallContext& ctx) {
-    auto principal = authenticate(*deps_.jwt, req, now_s());
+  HttpResponse commands(const HttpRequest& req, std::string_view rest, CallContext& ctx,
+                        std::vector<Header>& extra) {
+    auto principal = authenticated(req);
     const auto tenant = resolve_tenant(principal, req);
     const auto slash = rest.find('/');
     if (slash == std::string_view::npos) {
+      require_tenant_active(*deps_.identity, principal, tenant);
       if (req.method != "GET") {
         throw HttpError(405, "method_not_allowed", "GET a command's status",
                         "{\"allowed\":[\"GET\"]}");
@@ -474,10 +559,12 @@ class Gateway::Impl {
     }
     const std::string service(rest.substr(0, slash));
     const std::string name(rest.substr(slash + 1));
+    require_tenant_active(*deps_.identity, principal, tenant, service);
     if (!deps_.router->knows(service)) {
       throw HttpError(404, "unknown_service", "no such service",
                       "{\"service\":" + json::quoted(service) + "}");
     }
+    require_service_enabled(*deps_.identity, tenant, service);
     auto cat = catalog();
     const auto* command = cat->find(service, name);
     if (!command) {
@@ -485,7 +572,11 @@ class Gateway::Impl {
           404, "unknown_command", "the service has no such command",
           "{\"service\":" + json::quoted(service) + ",\"command\":" + json::quoted(name) + "}");
     }
-    require_roles(principal, command->roles);
+    const auto permission = command_permission(command->name);
+    authorize(deps_.identity.get(), principal, command->roles, permission);
+    if (auto limited = limit(permission, std::nullopt, &principal, req, extra)) {
+      return std::move(*limited);
+    }
     cat->validate(*command, req.body);
 
     std::string command_id;

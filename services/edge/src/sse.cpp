@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "switchboard/edge/redaction.hpp"
 #include "switchboard/events/head_signals.hpp"
 #include "switchboard/shared/log.hpp"
 #include "switchboard/shared/metrics.hpp"
@@ -35,7 +36,7 @@ bool event_matches(const events::Filter& f, const events::Event& e) {
 
 std::string sse_frame(const events::Event& e) {
   std::string out = "id: " + std::to_string(e.position.value()) + "\nevent: " + e.type.value() +
-                    "\ndata: " + events::to_json(e) + "\n\n";
+                    "\ndata: " + events::to_json(redacted(e)) + "\n\n";
   return out;
 }
 

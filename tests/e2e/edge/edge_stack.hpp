@@ -7,6 +7,8 @@
 #include <httplib.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <cctype>
 #include <map>
 #include <memory>
 #include <string>
@@ -28,9 +30,18 @@ struct Response {
   int status = 0;
   std::string body;
   std::multimap<std::string, std::string> headers;
+  /// The first header of that name, compared case-insensitively as HTTP says.
   std::string header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
+    for (const auto& [k, v] : headers) {
+      if (k.size() == name.size() &&
+          std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+            return std::tolower(static_cast<unsigned char>(a)) ==
+                   std::tolower(static_cast<unsigned char>(b));
+          })) {
+        return v;
+      }
+    }
+    return "";
   }
   rapidjson::Document json() const { return sb::json::parse(body); }
   std::string error_code() const {

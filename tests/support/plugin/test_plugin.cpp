@@ -180,6 +180,14 @@ sdk::Plugin make_plugin(const config::Config& cfg) {
   p.get("/admin/only",
         counted([](const sdk::Request&) { return sdk::Response::json("{\"ok\":true}"); }),
         {"admin"});
+  // Tight on purpose (edge rate limit tests): 1 per second, burst 2.
+  sdk::Endpoint limited;
+  limited.method = "GET";
+  limited.path = "/limited";
+  limited.rate_limit = sdk::RateLimit{1.0, 2};
+  limited.handler =
+      counted([](const sdk::Request&) { return sdk::Response::json("{\"ok\":true}"); });
+  p.endpoint(std::move(limited));
   sdk::Endpoint items;
   items.method = "GET";
   items.path = "/items/{id}";

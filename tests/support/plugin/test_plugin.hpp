@@ -17,6 +17,7 @@
 //   GET /items/{id}       read model <name>_items (X-Min-Position honoured):
 //                          {"id","title","position"} or 404 not_found
 //   GET /slow?ms=N        sleeps N ms, then {"slept":N}
+//   GET /limited          rate_limit 1/s, burst 2: {"ok":true}
 // Commands: <name>.create_item {"id","title"} appends <name>.item.created
 // to item-<id> (no_stream: 201, again: 409); <name>.slow_create
 // {"id","title","ms"} sleeps, then the same; <name>.reject -> 422

@@ -12,10 +12,11 @@
 
 #include "switchboard/broker/options.hpp"
 #include "switchboard/edge/gateway.hpp"
-#include "switchboard/shared/auth.hpp"
+#include "switchboard/edge/identity_feed.hpp"
 #include "switchboard/edge/route_source.hpp"
 #include "switchboard/edge/upstream.hpp"
 #include "switchboard/shared/admin_server.hpp"
+#include "switchboard/shared/auth.hpp"
 #include "switchboard/shared/config.hpp"
 #include "switchboard/shared/lifecycle.hpp"
 #include "switchboard/shared/pg.hpp"
@@ -44,6 +45,8 @@ struct EdgeOptions {
   pg::ConnectOptions events_database;
   std::size_t events_pool_size = 8;
   SseOptions sse;
+  /// How the identity view follows the store (with events_database only).
+  IdentityFeedOptions identity;
   std::vector<app::Probe> probes;
 };
 

@@ -1,8 +1,18 @@
 #pragma once
 // The edge's filter chain, one function per concern, each unit-tested on its
-// own (tests/unit/edge). The order in edge.cpp: limits -> route lookup (to
-// learn whether the endpoint is public) -> authentication -> tenant ->
-// roles -> idempotency -> schema validation -> forward.
+// own (tests/unit/edge). The order in gateway.cpp:
+//
+//   limits (413/431)
+//   -> route lookup (to learn whether the endpoint is public)
+//   -> authentication (authentication.hpp: JWT + deny checks, or X-API-Key; 401)
+//   -> tenant (resolve_tenant below; tenant_check.hpp: suspended, 403)
+//   -> services enabled for the tenant (service_policy.hpp, 403)
+//   -> roles and scopes (rbac.hpp, 403)
+//   -> rate limits (rate_limit.hpp, 429)
+//   -> idempotency -> schema validation -> forward.
+//
+// Reads of events (events API, streams, correlations, SSE) pass their
+// bodies through redaction.hpp (`*_hash` members).
 
 #include <chrono>
 #include <cstddef>
@@ -11,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "switchboard/edge/authentication.hpp"
 #include "switchboard/edge/http.hpp"
 #include "switchboard/shared/auth.hpp"
 
@@ -25,16 +36,6 @@ struct Limits {
 /// 431 for too many or too large headers, 413 for a declared body over the
 /// limit, 400 for a malformed Content-Length; nullopt when within limits.
 std::optional<HttpResponse> check_limits(const HttpRequest& request, const Limits& limits);
-
-/// Bearer JWT from `Authorization`. Throws HttpError 401 `unauthenticated`
-/// (with the reason in details) when there is none or it does not verify.
-auth::Principal authenticate(const auth::JwtVerifier& verifier, const HttpRequest& request,
-                       std::int64_t now_epoch_s);
-/// The same, but nullopt when the request carries no credential at all (a
-/// public endpoint may be called anonymously; a bad credential is still 401).
-std::optional<auth::Principal> authenticate_optional(const auth::JwtVerifier& verifier,
-                                               const HttpRequest& request,
-                                               std::int64_t now_epoch_s);
 
 /// The tenant a call acts for: the credential's; a super admin may name
 /// another with `X-Tenant`. Throws HttpError 403 when anyone else names a

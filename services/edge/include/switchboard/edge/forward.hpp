@@ -21,8 +21,11 @@ struct CallContext {
   std::string correlation_id;
   std::string traceparent;
   std::string tenant;
-  std::string actor;  // user:<sub> | anonymous
+  std::string actor;  // user:<sub> | key:<id> | anonymous
   std::vector<std::string> roles;
+  /// The caller's address as the edge's socket saw it (x-sb-client-address):
+  /// what a service may trust for per-address limits, unlike X-Forwarded-For.
+  std::string client_address;
   std::optional<std::int64_t> min_position;
   /// The deadline the service gets (x-sb-deadline / X-SB-Deadline).
   std::chrono::system_clock::time_point service_deadline;

@@ -18,10 +18,12 @@
 #include "switchboard/edge/filters.hpp"
 #include "switchboard/edge/http.hpp"
 #include "switchboard/edge/idempotency.hpp"
-#include "switchboard/shared/auth.hpp"
+#include "switchboard/edge/identity_view.hpp"
+#include "switchboard/edge/rate_limit.hpp"
 #include "switchboard/edge/router.hpp"
 #include "switchboard/edge/sse.hpp"
 #include "switchboard/edge/upstream.hpp"
+#include "switchboard/shared/auth.hpp"
 #include "switchboard/shared/lifecycle.hpp"
 
 namespace sb::broker {
@@ -45,6 +47,8 @@ struct GatewayOptions {
   /// with at most `async_queue` waiting.
   std::size_t async_workers = 4;
   std::size_t async_queue = 1024;
+  /// The edge's default bucket per credential (`edge.rate_limit.*`; 0: off).
+  RateLimitDefaults rate_limit;
 };
 
 /// The latest catalog the registry gave (docs/protocol.md 8.9).
@@ -68,6 +72,12 @@ class Gateway {
     /// The catalog's JSON (Catalog::to_json) and its version; refreshed by
     /// the route source.
     std::function<std::shared_ptr<const CatalogView>()> catalog;
+    /// What the edge knows of identity (docs/protocol.md 11.5). Null: an
+    /// empty view, loaded (an edge without a database: no revocations, no
+    /// API keys, no tenant policies, no custom roles).
+    std::shared_ptr<const IdentityView> identity;
+    /// Token buckets (null: no rate limits).
+    std::shared_ptr<RateLimiter> rate_limiter;
     /// /ready's body and whether ready.
     std::function<std::string(bool& ready)> readiness;
   };
