@@ -283,6 +283,7 @@ class PluginHost::Impl : public std::enable_shared_from_this<PluginHost::Impl> {
     }
     loop_.start([this] { run_loop(); });
     started_ = true;
+    for (const auto& f : plugin_.on_start) f(store_);
     log::info("plugin started", {{"service", plugin_.name},
                                  {"version", plugin_.version},
                                  {"instance", plugin_.instance_id},
@@ -389,6 +390,7 @@ class PluginHost::Impl : public std::enable_shared_from_this<PluginHost::Impl> {
       return Response::error(404, "unknown_route", "no endpoint for " + r.method + " " + r.path);
     }
     const auto& ep = plugin_.endpoints[m->index];
+    r.store = store_.get();
     r.route = m->route;
     if (r.params.empty()) r.params = std::move(m->params);
     if (!ep.projection.empty() && r.min_position && *r.min_position > 0) {
@@ -432,6 +434,7 @@ class PluginHost::Impl : public std::enable_shared_from_this<PluginHost::Impl> {
     }
     if (r.command_id.empty()) r.command_id = events::uuid_v4().to_string();
     if (!store_) return Response::error(503, "unavailable", "the plugin is not started");
+    r.store = store_.get();
     CommandContext ctx(r, *store_);
     return c.handler(ctx);
   }

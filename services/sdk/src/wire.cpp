@@ -127,6 +127,7 @@ Request request_from_amqp(const broker::Message& m, std::chrono::milliseconds de
   r.traceparent = string_of(m, kTraceparentHeader);
   r.tenant = string_of(m, kTenantHeader);
   r.actor = string_of(m, kActorHeader);
+  r.client_address = string_of(m, kClientAddressHeader);
   r.roles = split_roles(string_of(m, kRolesHeader));
   if (auto p = m.header_int(kMinPositionHeader)) {
     r.min_position = *p;
@@ -197,6 +198,7 @@ Request request_from_http(std::string_view method, std::string_view target,
   r.traceparent = take(kTraceparentHeader);
   r.tenant = take(kTenantHeader);
   r.actor = take(kActorHeader);
+  r.client_address = take(kClientAddressHeader);
   r.roles = split_roles(take(kRolesHeader));
   r.route = take(kRouteHeader);
   if (auto p = parse_int(take(kHttpMinPositionHeader))) {

@@ -58,6 +58,8 @@ using SystemTime = std::chrono::system_clock::time_point;
 // ---------------------------------------------------------------------------
 // Requests and responses, the same over both transports.
 
+class StoreClient;
+
 /// A routed request or a command as the edge forwarded it (section 9.1 /
 /// 9.4). Header names are lower-case.
 struct Request {
@@ -74,6 +76,7 @@ struct Request {
   std::string tenant;              // empty for anonymous calls of public endpoints
   std::string actor;               // user:<sub>, key:<id> or anonymous
   std::vector<std::string> roles;  // of the caller
+  std::string client_address;      // the caller's address as the edge saw it
   std::string request_id;
   std::string correlation_id;
   std::string traceparent;
@@ -84,6 +87,10 @@ struct Request {
   /// Reactions: the id of the event reacted to (the appended events' causation
   /// id); empty: the command id.
   std::string causation_id;
+  /// Set by the host for routed requests and commands: an endpoint that
+  /// must append (a login starting a session) builds a CommandContext on
+  /// it. Valid for the handler's call only; null outside a running host.
+  StoreClient* store = nullptr;
 
   /// The header's value, "" when absent (name in any case).
   std::string header(std::string_view name) const;
@@ -353,6 +360,11 @@ struct Plugin {
   std::string metadata = "{}";  // JSON object registered as metadata
   /// Called first when the plugin stops (before draining).
   std::vector<std::function<void()>> on_stop;
+  /// Called at the end of start() (registration is under way, so the
+  /// plugin's event types may not be accepted by the store yet) with the
+  /// store client, e.g. to seed streams from a background thread. Must not
+  /// block; stop such work in an on_stop hook.
+  std::vector<std::function<void(std::shared_ptr<StoreClient>)>> on_start;
 
   Plugin& get(std::string path, RequestHandler handler, std::vector<std::string> roles = {});
   Plugin& post(std::string path, RequestHandler handler, std::vector<std::string> roles = {});

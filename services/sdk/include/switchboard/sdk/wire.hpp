@@ -23,6 +23,7 @@ inline constexpr std::string_view kCorrelationHeader = "x-correlation-id";
 inline constexpr std::string_view kTraceparentHeader = "traceparent";
 inline constexpr std::string_view kTenantHeader = "x-sb-tenant";
 inline constexpr std::string_view kActorHeader = "x-sb-actor";
+inline constexpr std::string_view kClientAddressHeader = "x-sb-client-address";
 inline constexpr std::string_view kRolesHeader = "x-sb-roles";
 inline constexpr std::string_view kMinPositionHeader = "x-sb-min-position";
 inline constexpr std::string_view kHttpMinPositionHeader = "x-min-position";

@@ -1,0 +1,73 @@
+// The identity service's event types and the JSON Schemas of their data
+// (docs/protocol.md 11.1). The store validates every append against these.
+#include "switchboard/identity/model.hpp"
+
+namespace sb::identity {
+
+const std::vector<EventTypeSchema>& event_types() {
+  static const std::vector<EventTypeSchema> kTypes = {
+      {kTenantCreated,
+       R"({"type":"object","required":["name","services","disabled"],"properties":{"name":{"type":"string"},"services":{"type":"array","items":{"type":"string"}},"disabled":{"type":"array","items":{"type":"string"}}}})",
+       "A tenant was created with its service policy."},
+      {kTenantServicesChanged,
+       R"({"type":"object","required":["services","disabled"],"properties":{"services":{"type":"array","items":{"type":"string"}},"disabled":{"type":"array","items":{"type":"string"}}}})",
+       "The tenant's whole resulting service policy."},
+      {kTenantSuspended,
+       R"({"type":"object","required":["reason"],"properties":{"reason":{"type":"string"}}})",
+       "The tenant was suspended: its credentials are refused."},
+      {kTenantReinstated,
+       R"({"type":"object","required":["reason"],"properties":{"reason":{"type":"string"}}})",
+       "The tenant was reinstated."},
+      {kUserRegistered,
+       R"({"type":"object","required":["user_id","username","email","roles","invited"],"properties":{"user_id":{"type":"string"},"username":{"type":"string"},"email":{"type":"string"},"roles":{"type":"array","items":{"type":"string"}},"password_hash":{"type":"string"},"invited":{"type":"boolean"}}})",
+       "A user was registered (or invited: no password_hash yet)."},
+      {kUserInvitationAccepted,
+       R"({"type":"object","required":["password_hash"],"properties":{"password_hash":{"type":"string"}}})",
+       "An invited user chose a password."},
+      {kUserRolesChanged,
+       R"({"type":"object","required":["roles","security_version"],"properties":{"roles":{"type":"array","items":{"type":"string"}},"security_version":{"type":"integer","minimum":0}}})",
+       "The user's roles changed; older access tokens are refused."},
+      {kUserPasswordChanged,
+       R"({"type":"object","required":["password_hash","security_version"],"properties":{"password_hash":{"type":"string"},"security_version":{"type":"integer","minimum":0}}})",
+       "The user changed their password."},
+      {kUserDeactivated,
+       R"({"type":"object","required":["security_version"],"properties":{"security_version":{"type":"integer","minimum":0}}})",
+       "The user may no longer log in."},
+      {kUserReactivated,
+       R"({"type":"object","required":["security_version"],"properties":{"security_version":{"type":"integer","minimum":0}}})",
+       "The user may log in again."},
+      {kRoleDefined,
+       R"({"type":"object","required":["role","permissions"],"properties":{"role":{"type":"string"},"permissions":{"type":"array","items":{"type":"string"}}}})",
+       "A custom role and its permission patterns."},
+      {kRoleRemoved,
+       R"({"type":"object","required":["role"],"properties":{"role":{"type":"string"}}})",
+       "A custom role was removed."},
+      {kApiKeyIssued,
+       R"({"type":"object","required":["key_id","prefix","key_hash","name","owner","roles","scopes","expires_at"],"properties":{"key_id":{"type":"string"},"prefix":{"type":"string","pattern":"^[0-9a-f]{12}$"},"key_hash":{"type":"string","pattern":"^[0-9a-f]{64}$"},"name":{"type":"string"},"owner":{"type":"string"},"roles":{"type":"array","items":{"type":"string"}},"scopes":{"type":"array","items":{"type":"string"}},"expires_at":{"type":"integer","minimum":0}}})",
+       "An API key was issued (its SHA-256 only)."},
+      {kApiKeyRevoked,
+       R"({"type":"object","required":["key_id","prefix"],"properties":{"key_id":{"type":"string"},"prefix":{"type":"string"}}})",
+       "An API key was revoked."},
+      {kSessionStarted,
+       R"({"type":"object","required":["session_id","user_id","refresh_hash","expires_at"],"properties":{"session_id":{"type":"string"},"user_id":{"type":"string"},"refresh_hash":{"type":"string","pattern":"^[0-9a-f]{64}$"},"expires_at":{"type":"integer"}}})",
+       "A login started a session (a refresh-token family)."},
+      {kSessionRefreshed,
+       R"({"type":"object","required":["session_id","refresh_hash","previous_hash","expires_at"],"properties":{"session_id":{"type":"string"},"refresh_hash":{"type":"string","pattern":"^[0-9a-f]{64}$"},"previous_hash":{"type":"string","pattern":"^[0-9a-f]{64}$"},"expires_at":{"type":"integer"}}})",
+       "The session's refresh token was rotated."},
+      {kSessionRevoked,
+       R"({"type":"object","required":["session_id","user_id","reason","access_expires_at"],"properties":{"session_id":{"type":"string"},"user_id":{"type":"string"},"reason":{"enum":["logout","reuse"]},"access_expires_at":{"type":"integer"}}})",
+       "The session ended (logout, or a rotated refresh token presented again)."},
+      {kConfigSet,
+       R"({"type":"object","required":["key","value"],"properties":{"key":{"type":"string"}}})",
+       "A tenant config value was set."},
+      {kConfigUnset,
+       R"({"type":"object","required":["key"],"properties":{"key":{"type":"string"}}})",
+       "A tenant config value was removed."},
+      {kPluginCredentialsIssued,
+       R"({"type":"object","required":["plugin","broker_user","vhost"],"properties":{"plugin":{"type":"string"},"broker_user":{"type":"string"},"vhost":{"type":"string"}}})",
+       "A plugin's RabbitMQ user was (re)created; never the password."},
+  };
+  return kTypes;
+}
+
+}  // namespace sb::identity
