@@ -50,8 +50,8 @@ double seconds_since(Clock::time_point t) {
 
 std::string fresh_db(const std::string& server_url, const std::string& name) {
   pg::Connection admin(db_options(server_url));
-  admin.exec("DROP DATABASE IF EXISTS " + name);
-  admin.exec("CREATE DATABASE " + name);
+  admin.exec(sb::pg::Sql::trusted("DROP DATABASE IF EXISTS " + sb::pg::quote_identifier(name)));
+  admin.exec(sb::pg::Sql::trusted("CREATE DATABASE " + sb::pg::quote_identifier(name)));
   auto url = server_url.substr(0, server_url.rfind('/') + 1) + name;
   pg::migrate(db_options(url), pg::store_migrations());
   pg::migrate(db_options(url), pg::subscriptions_migrations());
@@ -113,7 +113,8 @@ std::shared_ptr<projections::Projection> simple(const std::string& name) {
       .schema(kCreate)
       .on(kType,
           [](pg::Transaction& tx, const projections::Tables& t, const events::Event& e) {
-            tx.exec(upsert_sql(t("streams")), {e.stream.value(), e.position.value()});
+            tx.exec(sb::pg::Sql::trusted(upsert_sql(t("streams"))),
+                    {e.stream.value(), e.position.value()});
             return events::HandleResult::handled;
           })
       .build();
@@ -153,8 +154,9 @@ std::vector<Row> load_rows(const std::string& url) {
 }
 
 void make_table(pg::Connection& c, const std::string& table) {
-  c.exec("DROP TABLE IF EXISTS " + table);
-  c.exec(std::string(kCreate).replace(std::strlen("CREATE TABLE "), 9, table));
+  c.exec(sb::pg::Sql::trusted("DROP TABLE IF EXISTS " + table));
+  c.exec(
+      sb::pg::Sql::trusted(std::string(kCreate).replace(std::strlen("CREATE TABLE "), 9, table)));
 }
 
 // The same statements, batches of `page`, one transaction each.
@@ -167,7 +169,7 @@ double raw(const std::string& url, const std::vector<Row>& rows, std::size_t pag
   for (std::size_t i = 0; i < rows.size(); i += page) {
     auto tx = c.begin();
     for (std::size_t j = i; j < std::min(rows.size(), i + page); ++j) {
-      tx.exec(sql, {rows[j].stream, rows[j].position});
+      tx.exec(sb::pg::Sql::trusted(sql), {rows[j].stream, rows[j].position});
     }
     tx.commit();
   }
@@ -198,7 +200,8 @@ double raw_with_read(const std::string& url, std::size_t page, const std::string
     if (p.events.empty() && p.at_head()) break;
     auto tx = c.begin();
     tx.exec("SELECT position FROM raw_checkpoint WHERE name = $1 FOR UPDATE", {table});
-    for (const auto& e : p.events) tx.exec(sql, {e.stream.value(), e.position.value()});
+    for (const auto& e : p.events)
+      tx.exec(sb::pg::Sql::trusted(sql), {e.stream.value(), e.position.value()});
     tx.exec("UPDATE raw_checkpoint SET position = $2 WHERE name = $1",
             {table, p.scanned_to.value()});
     tx.commit();

@@ -61,8 +61,8 @@ pg::ConnectOptions db_options(const std::string& url) {
 
 std::string fresh_db(const std::string& name) {
   pg::Connection admin(db_options(g_pg));
-  admin.exec("DROP DATABASE IF EXISTS " + name);
-  admin.exec("CREATE DATABASE " + name);
+  admin.exec(sb::pg::Sql::trusted("DROP DATABASE IF EXISTS " + sb::pg::quote_identifier(name)));
+  admin.exec(sb::pg::Sql::trusted("CREATE DATABASE " + sb::pg::quote_identifier(name)));
   return g_pg.substr(0, g_pg.rfind('/') + 1) + name;
 }
 

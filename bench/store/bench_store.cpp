@@ -61,8 +61,8 @@ pg::ConnectOptions db_options(const std::string& url) {
 // A fresh database with the store's schema.
 std::string fresh_db(const std::string& name) {
   pg::Connection admin(db_options(g_pg));
-  admin.exec("DROP DATABASE IF EXISTS " + name);
-  admin.exec("CREATE DATABASE " + name);
+  admin.exec(sb::pg::Sql::trusted("DROP DATABASE IF EXISTS " + sb::pg::quote_identifier(name)));
+  admin.exec(sb::pg::Sql::trusted("CREATE DATABASE " + sb::pg::quote_identifier(name)));
   auto url = g_pg.substr(0, g_pg.rfind('/') + 1) + name;
   pg::migrate(db_options(url), pg::store_migrations());
   return url;
@@ -175,7 +175,7 @@ double raw_inserts(const std::string& url, int epa, int writers, std::int64_t to
           .add("{}");
     }
     auto tx = conns[static_cast<std::size_t>(w)]->begin();
-    tx.exec(sql, params);
+    tx.exec(sb::pg::Sql::trusted(sql), params);
     tx.commit();
     return epa;
   });

@@ -289,7 +289,7 @@ Page EventReader::read_all(pg::Transaction& tx, Position after, const Filter& fi
                     filter_sql(filter, params);
   params.add(static_cast<std::int64_t>(limit));
   sql += " ORDER BY position LIMIT " + placeholder(params);
-  auto rows = tx.exec(sql, params);
+  auto rows = tx.exec(pg::Sql::trusted(sql), params);
   page.events.reserve(rows.size());
   for (const auto& row : rows) {
     page.events.push_back(event_from_row(row));
@@ -318,7 +318,8 @@ StreamSlice EventReader::read_stream(const StreamId& stream, StreamVersion from,
             " $2 AND version >= coalesce((SELECT truncate_before FROM streams WHERE stream = $1), "
             "0) ORDER BY version " +
             (fwd ? "ASC" : "DESC") + " LIMIT $3";
-        auto rows = tx.exec(sql, {stream.value(), from.value(), static_cast<std::int64_t>(limit)});
+        auto rows = tx.exec(pg::Sql::trusted(sql),
+                            {stream.value(), from.value(), static_cast<std::int64_t>(limit)});
         for (const auto& row : rows) {
           slice.events.push_back(event_from_row(row));
           upcast(slice.events.back());
@@ -338,9 +339,10 @@ std::vector<Event> EventReader::read_positions(const std::vector<Position>& posi
   }
   arr += '}';
   auto lease = pool_.acquire();
-  auto rows = lease->exec(std::string("SELECT ") + kEventColumns +
-                              " FROM events WHERE position = ANY($1::bigint[]) ORDER BY position",
-                          {arr});
+  auto rows = lease->exec(
+      pg::Sql::trusted(std::string("SELECT ") + kEventColumns +
+                       " FROM events WHERE position = ANY($1::bigint[]) ORDER BY position"),
+      {arr});
   for (const auto& row : rows) {
     out.push_back(event_from_row(row));
     upcast(out.back());

@@ -394,10 +394,11 @@ class CheckpointedSubscription::Impl {
           cp_at.reset();
           head_at.reset();
           if (page.head > cp) {
-            auto rows =
-                tx.exec(std::string("SELECT position, to_char(recorded_at AT TIME ZONE 'UTC', '") +
-                            kTsUtc + "') FROM events WHERE position IN ($1, $2)",
-                        {std::max<std::int64_t>(cp.value(), 1), page.head.value()});
+            auto rows = tx.exec(
+                pg::Sql::trusted(
+                    std::string("SELECT position, to_char(recorded_at AT TIME ZONE 'UTC', '") +
+                    kTsUtc + "') FROM events WHERE position IN ($1, $2)"),
+                {std::max<std::int64_t>(cp.value(), 1), page.head.value()});
             for (const auto& r : rows) {
               auto at = parse_rfc3339(r[1].get<std::string>());
               if (r[0].get<std::int64_t>() == page.head.value()) head_at = at;

@@ -31,11 +31,16 @@ struct GenerationsRow {
 
 std::optional<GenerationsRow> read_row(pg::Transaction& tx, std::string_view name,
                                        bool for_update) {
-  std::string sql =
-      "SELECT serving_generation, serving_fingerprint, serving_partitions, building_generation, "
-      "building_fingerprint, building_partitions FROM projection_generations WHERE name = $1";
-  if (for_update) sql += " FOR UPDATE";
-  auto r = tx.exec(sql, {name}).optional_one();
+  auto r =
+      (for_update ? tx.exec("SELECT serving_generation, serving_fingerprint, serving_partitions, "
+                            "building_generation, building_fingerprint, building_partitions FROM "
+                            "projection_generations WHERE name = $1 FOR UPDATE",
+                            {name})
+                  : tx.exec("SELECT serving_generation, serving_fingerprint, serving_partitions, "
+                            "building_generation, building_fingerprint, building_partitions FROM "
+                            "projection_generations WHERE name = $1",
+                            {name}))
+          .optional_one();
   if (!r) return std::nullopt;
   GenerationsRow row;
   row.serving = (*r)[0].get<int>();
@@ -51,11 +56,17 @@ std::optional<GenerationsRow> read_row(pg::Transaction& tx, std::string_view nam
 std::vector<Position> read_positions(pg::Transaction& tx, std::string_view projection,
                                      int generation, int partitions, bool for_update = false) {
   std::vector<Position> out(static_cast<std::size_t>(std::max(partitions, 1)), Position(0));
-  std::string sql =
-      "SELECT partition, position FROM subscription_checkpoints WHERE name = $1 AND partitions = "
-      "$2 ORDER BY partition";
-  if (for_update) sql += " FOR UPDATE";
-  for (const auto& r : tx.exec(sql, {subscription_name(projection, generation), partitions})) {
+  const pg::Params params{subscription_name(projection, generation), partitions};
+  const auto rows =
+      for_update ? tx.exec(
+                       "SELECT partition, position FROM subscription_checkpoints WHERE name = $1 "
+                       "AND partitions = $2 ORDER BY partition FOR UPDATE",
+                       params)
+                 : tx.exec(
+                       "SELECT partition, position FROM subscription_checkpoints WHERE name = $1 "
+                       "AND partitions = $2 ORDER BY partition",
+                       params);
+  for (const auto& r : rows) {
     const auto p = r[0].get<int>();
     if (p >= 0 && p < partitions)
       out[static_cast<std::size_t>(p)] = Position(r[1].get<std::int64_t>());
@@ -468,7 +479,7 @@ class ProjectionRunner::Impl {
 
   void create_generation(pg::Transaction& tx, int generation, int partitions) {
     const Tables t(name_, generation);
-    for (const auto& ddl : projection_->schema(t)) tx.exec(ddl);
+    for (const auto& ddl : projection_->schema(t)) tx.exec(pg::Sql::trusted(ddl));
     for (const auto& logical : projection_->tables()) {
       const auto physical = t(logical);
       auto kind =
@@ -505,7 +516,7 @@ class ProjectionRunner::Impl {
                      .optional_one();
       const std::string create = "CREATE VIEW " + view + " AS SELECT * FROM " + physical;
       if (!rel) {
-        tx.exec(create);
+        tx.exec(pg::Sql::trusted(create));
       } else {
         if ((*rel)[0].get<std::string>() != "v") {
           throw Error("projection '" + name_ + "': '" + view + "' exists and is not a view");
@@ -529,14 +540,15 @@ class ProjectionRunner::Impl {
                 .one()[0]
                 .get<bool>();
         if (same_columns) {
-          tx.exec("CREATE OR REPLACE VIEW " + view + " AS SELECT * FROM " + physical);
+          tx.exec(
+              pg::Sql::trusted("CREATE OR REPLACE VIEW " + view + " AS SELECT * FROM " + physical));
         } else {
-          tx.exec("DROP VIEW " + view);
-          tx.exec(create);
+          tx.exec(pg::Sql::trusted("DROP VIEW " + view));
+          tx.exec(pg::Sql::trusted(create));
         }
       }
-      tx.exec("COMMENT ON VIEW " + view + " IS 'projection " + name_ + ", generation " +
-              std::to_string(generation) + "'");
+      tx.exec(pg::Sql::trusted("COMMENT ON VIEW " + view + " IS 'projection " + name_ +
+                               ", generation " + std::to_string(generation) + "'"));
     }
   }
 
@@ -549,7 +561,7 @@ class ProjectionRunner::Impl {
       // Every lock below (the advisory lock, the checkpoint rows, the views)
       // is waited for at most this long: a long query on the old views
       // delays the swap, never the other way round for long.
-      tx.exec("SET LOCAL lock_timeout = '" + ms + "ms'");
+      tx.exec("SELECT set_config('lock_timeout', $1, true)", {ms + "ms"});
       tx.exec("SELECT pg_advisory_xact_lock($1)", {lock_key_});
       auto row = read_row(tx, name_, true);
       if (!row || row->building != building) return SwapOutcome::gone;
@@ -586,7 +598,7 @@ class ProjectionRunner::Impl {
     try {
       const auto ms = std::to_string(std::max<std::int64_t>(1, options_.swap_lock_timeout.count()));
       pg::with_transaction(*options_.target, [&](pg::Transaction& tx) {
-        tx.exec("SET LOCAL lock_timeout = '" + ms + "ms'");
+        tx.exec("SELECT set_config('lock_timeout', $1, true)", {ms + "ms"});
         auto rows = tx.exec(
             "SELECT t.generation, t.physical FROM projection_tables t JOIN projection_generations "
             "g ON g.name = t.name WHERE t.name = $1 AND t.generation <> g.serving_generation AND "
@@ -607,7 +619,7 @@ class ProjectionRunner::Impl {
         for (const auto& r : rows) {
           const auto generation = r[0].get<int>();
           if (generation == row->serving || generation == row->building) continue;
-          tx.exec("DROP TABLE IF EXISTS " + r[1].get<std::string>());
+          tx.exec(pg::Sql::trusted("DROP TABLE IF EXISTS " + r[1].get<std::string>()));
         }
         for (int generation : generations) {
           if (generation == row->serving || generation == row->building) continue;

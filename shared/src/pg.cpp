@@ -368,14 +368,15 @@ Connection::Connection(const ConnectOptions& options) : impl_(std::make_unique<I
       "set_config('statement_timeout', $2, false), "
       "set_config('client_min_messages', 'warning', false)",
       settings);
-  for (const auto& sql : options.session_setup) exec(sql);
+  for (const auto& sql : options.session_setup) exec(Sql::trusted(sql));
 }
 
 Connection::~Connection() = default;
 Connection::Connection(Connection&&) noexcept = default;
 Connection& Connection::operator=(Connection&&) noexcept = default;
 
-Result Connection::exec(std::string_view sql, const Params& params) {
+Result Connection::exec(const Sql& statement, const Params& params) {
+  const auto sql = statement.text();
   impl_->require_usable();
   try {
     pqxx::nontransaction tx(*impl_->conn);
@@ -545,7 +546,8 @@ Transaction& Transaction::operator=(Transaction&& other) noexcept {
   return *this;
 }
 
-Result Transaction::exec(std::string_view sql, const Params& params) {
+Result Transaction::exec(const Sql& statement, const Params& params) {
+  const auto sql = statement.text();
   if (!impl_ || !impl_->tx) throw UsageError("transaction is already finished");
   impl_->conn->require_usable();
   try {
@@ -585,6 +587,18 @@ void Transaction::abort() noexcept {
     impl_->conn->lost = true;
   }
   impl_->finish();
+}
+
+std::string quote_identifier(std::string_view name) {
+  std::string out;
+  out.reserve(name.size() + 2);
+  out += '"';
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+  return out;
 }
 
 // ---------------------------------------------------------------------------

@@ -19,12 +19,17 @@ std::string replace_all(std::string text, std::string_view from, const std::stri
   return text;
 }
 
-// "{services}" etc. -> physical names.
-std::string sql(const TableNames& t, std::string text) {
+// "{services}" etc. -> physical names (identifiers from TableNames, never
+// input); values stay parameters.
+std::string with_tables(const TableNames& t, std::string text) {
   for (const auto& name : read_model_tables()) {
     text = replace_all(std::move(text), "{" + name + "}", t(name));
   }
   return text;
+}
+
+pg::Sql sql(const TableNames& t, std::string text) {
+  return pg::Sql::trusted(with_tables(t, std::move(text)));
 }
 
 std::string time_text(events::Timestamp at) {
@@ -116,9 +121,10 @@ events::HandleResult on_registered(pg::Transaction& tx, const TableNames& t,
   std::map<std::pair<std::string, std::string>, const Endpoint*> unique;
   for (const auto& ep : r.endpoints) unique[{ep.method, ep.path}] = &ep;
   if (!unique.empty()) {
-    std::string text = sql(t,
-                           "INSERT INTO {service_endpoints} (instance_id, service, version, "
-                           "method, path, roles, public, rate_limit, spec) VALUES ");
+    std::string text =
+        with_tables(t,
+                    "INSERT INTO {service_endpoints} (instance_id, service, version, "
+                    "method, path, roles, public, rate_limit, spec) VALUES ");
     pg::Params params;
     params.add(r.instance_id).add(r.name).add(r.version);
     bool first = true;
@@ -145,7 +151,7 @@ events::HandleResult on_registered(pg::Transaction& tx, const TableNames& t,
       text += "($1, $2, $3, " + p(1) + ", " + p(2) + ", " + p(3) + "::jsonb, " + p(4) + ", " +
               p(5) + "::jsonb, " + p(6) + "::jsonb)";
     }
-    tx.exec(text, params);
+    tx.exec(pg::Sql::trusted(text), params);
   }
   add_live(tx, t, r.name, r.version, +1);
   touch_meta(tx, t, e);
@@ -275,7 +281,7 @@ std::vector<std::string> read_model_schema(const TableNames& t) {
   };
   std::vector<std::string> out;
   out.reserve(ddl.size());
-  for (const auto& d : ddl) out.push_back(sql(t, d));
+  for (const auto& d : ddl) out.push_back(with_tables(t, d));
   return out;
 }
 

@@ -100,7 +100,7 @@ void upsert_streams(pg::Transaction& tx, const std::vector<StreamRow>& rows) {
   sql +=
       " ON CONFLICT (stream) DO UPDATE SET last_version = EXCLUDED.last_version, "
       "last_position = EXCLUDED.last_position, updated_at = now()";
-  tx.exec(sql, params);
+  tx.exec(pg::Sql::trusted(sql), params);
 }
 
 void apply_retention(pg::Transaction& tx, const events::Event& policy) {

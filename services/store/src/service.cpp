@@ -48,9 +48,10 @@ class CatalogHolder : public app::Component {
   void catch_up() {
     pg::Connection c(db_);
     std::lock_guard lock(mutex_);
-    auto rows = c.exec(std::string("SELECT ") + events::kEventColumns +
-                           " FROM events WHERE type = $1 AND position > $2 ORDER BY position",
-                       {std::string(events::kCatalogTypeRegistered), applied_});
+    auto rows =
+        c.exec(pg::Sql::trusted(std::string("SELECT ") + events::kEventColumns +
+                                " FROM events WHERE type = $1 AND position > $2 ORDER BY position"),
+               {std::string(events::kCatalogTypeRegistered), applied_});
     for (const auto& row : rows) apply(events::event_from_row(row));
   }
 

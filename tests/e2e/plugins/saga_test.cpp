@@ -55,7 +55,7 @@ class SagaE2E : public ::testing::Test {
     return 0;
   }
 
-  static std::int64_t scalar(const std::string& sql, const pg::Params& params) {
+  static std::int64_t scalar(const pg::Sql& sql, const pg::Params& params) {
     pg::ConnectOptions o;
     o.url = stack_->db;
     pg::Connection c(o);

@@ -49,7 +49,7 @@ struct Db {
     pg::migrate(connect(url), pg::projections_migrations());
     pool = make_pool(url);
   }
-  std::int64_t scalar(const std::string& sql, const pg::Params& params = {}) const {
+  std::int64_t scalar(const pg::Sql& sql, const pg::Params& params = {}) const {
     pg::Connection c(connect(url));
     return c.exec(sql, params).one()[0].get<std::int64_t>();
   }
@@ -62,8 +62,8 @@ struct Db {
                                 const std::string& columns = "*") const {
     pg::Connection c(connect(url));
     std::vector<std::string> out;
-    for (const auto& r : c.exec("SELECT t::text FROM (SELECT " + columns + " FROM " + relation +
-                                ") t ORDER BY 1")) {
+    for (const auto& r : c.exec(pg::Sql::trusted("SELECT t::text FROM (SELECT " + columns +
+                                                 " FROM " + relation + ") t ORDER BY 1"))) {
       out.push_back(r[0].get<std::string>());
     }
     return out;

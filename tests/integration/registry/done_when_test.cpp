@@ -21,13 +21,13 @@ constexpr std::int64_t kSlackMs = 1000;  // the issue's "TTL + 1 s"
 
 struct Db {
   std::string url = tst::fresh_database("reg");
-  std::int64_t scalar(const std::string& sql, const pg::Params& p = {}) const {
+  std::int64_t scalar(const pg::Sql& sql, const pg::Params& p = {}) const {
     pg::ConnectOptions o;
     o.url = url;
     pg::Connection c(o);
     return c.exec(sql, p).one()[0].get<std::int64_t>();
   }
-  pg::Result query(const std::string& sql, const pg::Params& p = {}) const {
+  pg::Result query(const pg::Sql& sql, const pg::Params& p = {}) const {
     pg::ConnectOptions o;
     o.url = url;
     pg::Connection c(o);
@@ -216,7 +216,7 @@ TEST(RegistryDoneWhen, ExpiresExactlyTheStoppedInstancesAcrossRestarts) {
     pg::Connection conn(co);
     for (const auto& ddl :
          registry::read_model_schema(registry::TableNames::with_prefix("replay_")))
-      conn.exec(ddl);
+      conn.exec(pg::Sql::trusted(ddl));
   }
   pg::PoolOptions po;
   po.connection = co;
@@ -238,14 +238,15 @@ TEST(RegistryDoneWhen, ExpiresExactlyTheStoppedInstancesAcrossRestarts) {
       },
       30s));
   for (const auto& t : registry::read_model_tables()) {
-    const auto diff =
-        db.scalar("SELECT count(*) FROM ((SELECT * FROM registry_" + t +
-                  " EXCEPT ALL SELECT * FROM replay_" + t + ") UNION ALL (SELECT * FROM replay_" +
-                  t + " EXCEPT ALL SELECT * FROM registry_" + t + ")) d");
+    const auto diff = db.scalar(pg::Sql::trusted(
+        "SELECT count(*) FROM ((SELECT * FROM registry_" + t + " EXCEPT ALL SELECT * FROM replay_" +
+        t + ") UNION ALL (SELECT * FROM replay_" + t + " EXCEPT ALL SELECT * FROM registry_" + t +
+        ")) d"));
     EXPECT_EQ(diff, 0) << "table " << t << " differs after replay";
-    std::printf("[ figures  ] replay %s: %lld rows, %lld differ\n", t.c_str(),
-                static_cast<long long>(db.scalar("SELECT count(*) FROM registry_" + t)),
-                static_cast<long long>(diff));
+    std::printf(
+        "[ figures  ] replay %s: %lld rows, %lld differ\n", t.c_str(),
+        static_cast<long long>(db.scalar(pg::Sql::trusted("SELECT count(*) FROM registry_" + t))),
+        static_cast<long long>(diff));
   }
   replay.stop(std::chrono::steady_clock::now() + 5s);
 

@@ -82,7 +82,7 @@ class RegistryTest : public ::testing::Test {
     return rpc_.call(std::string(service), m, 5s).get().body;
   }
 
-  std::int64_t scalar(const std::string& sql, const pg::Params& p = {}) {
+  std::int64_t scalar(const pg::Sql& sql, const pg::Params& p = {}) {
     pg::ConnectOptions o;
     o.url = db_;
     pg::Connection c(o);

@@ -60,7 +60,7 @@ class RetentionTest : public ::testing::Test {
     ASSERT_EQ(f.get().kind, store::AppendResult::Kind::appended);
   }
 
-  std::int64_t scalar(const std::string& sql) {
+  std::int64_t scalar(const pg::Sql& sql) {
     pg::Connection c(connect(url));
     return c.exec(sql).one()[0].get<std::int64_t>();
   }

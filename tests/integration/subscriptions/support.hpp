@@ -52,7 +52,7 @@ struct Db {
         "position bigint NOT NULL, stream text NOT NULL, version bigint NOT NULL, type text NOT "
         "NULL)");
   }
-  std::int64_t scalar(const std::string& sql, const pg::Params& params = {}) const {
+  std::int64_t scalar(const pg::Sql& sql, const pg::Params& params = {}) const {
     pg::Connection c(connect(url));
     return c.exec(sql, params).one()[0].get<std::int64_t>();
   }

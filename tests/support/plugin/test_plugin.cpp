@@ -90,8 +90,8 @@ sdk::Response get_item(const State& s, const sdk::Request& r) {
   const auto& id = r.params.at("id");
   auto row = pg::with_transaction(*s.db, [&](pg::Transaction& tx) {
     return tx
-        .exec("SELECT id, title, position FROM " + s.projection +
-                  "_items WHERE tenant = $1 AND id = $2",
+        .exec(pg::Sql::trusted("SELECT id, title, position FROM " + s.projection +
+                               "_items WHERE tenant = $1 AND id = $2"),
               {r.tenant, id})
         .optional_one();
   });
@@ -123,9 +123,9 @@ std::shared_ptr<projections::Projection> items_projection(const std::shared_ptr<
        [s](pg::Transaction& tx, const projections::Tables& t, const events::Event& e) {
          s->pass_gate();
          const auto& d = e.data.value();
-         tx.exec("INSERT INTO " + t("items") +
-                     " (tenant, id, title, position) VALUES ($1, $2, $3, $4) "
-                     "ON CONFLICT (tenant, id) DO NOTHING",
+         tx.exec(pg::Sql::trusted("INSERT INTO " + t("items") +
+                                  " (tenant, id, title, position) VALUES ($1, $2, $3, $4) "
+                                  "ON CONFLICT (tenant, id) DO NOTHING"),
                  {e.tenant.value(), json::require_string(d, "id"), json::require_string(d, "title"),
                   e.position.value()});
          return events::HandleResult::handled;

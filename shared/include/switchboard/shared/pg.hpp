@@ -160,6 +160,38 @@ class Param {
   std::optional<std::string> text_;
 };
 
+/// The text of one SQL statement. Values never go into it: they are
+/// parameters ($1, $2, ...). An Sql converts implicitly only from text the
+/// compiler can see (a string literal or a constexpr character array: the
+/// constructor is consteval), so `exec("... WHERE id = " + id)` does not
+/// compile. Text assembled at run time — from constant fragments and
+/// identifiers only (table names with a configured prefix, quoted with
+/// quote_identifier) — must say so with Sql::trusted; every such call is
+/// listed, with its reason, in tests/unit/shared/sql_check_test.cpp, which
+/// fails on any other.
+class Sql {
+ public:
+  // NOLINTNEXTLINE(google-explicit-constructor): literals are the normal case
+  consteval Sql(const char* text) : text_(text) {}
+  /// Audited run-time text (see above). Keeps its own copy.
+  static Sql trusted(std::string text) {
+    Sql s;
+    s.owned_ = std::make_shared<const std::string>(std::move(text));
+    s.text_ = *s.owned_;
+    return s;
+  }
+  std::string_view text() const noexcept { return text_; }
+
+ private:
+  Sql() = default;
+  std::string_view text_;
+  std::shared_ptr<const std::string> owned_;
+};
+
+/// `name` as a double-quoted SQL identifier (embedded quotes doubled), for
+/// the Sql::trusted statements that name configured tables.
+std::string quote_identifier(std::string_view name);
+
 /// Positional parameters: `tx.exec("... $1, $2", {id, name})`, or built up
 /// with add() when the count is known only at run time.
 class Params {
@@ -369,7 +401,7 @@ class Connection {
 
   /// One statement outside any explicit transaction (autocommit). Without
   /// parameters the text may hold several statements (used for migrations).
-  Result exec(std::string_view sql, const Params& params = {});
+  Result exec(const Sql& sql, const Params& params = {});
 
   /// Starts a transaction (BEGIN is sent now). One at a time per connection;
   /// the Transaction must not outlive this Connection.
@@ -459,7 +491,7 @@ class Transaction {
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
 
-  Result exec(std::string_view sql, const Params& params = {});
+  Result exec(const Sql& sql, const Params& params = {});
   /// Starts COPY table (columns...) FROM STDIN. `table` and `columns` are
   /// identifiers from the caller's code (letters, digits, '_' and '.'; never
   /// input): UsageError otherwise.
