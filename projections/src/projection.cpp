@@ -80,6 +80,32 @@ std::string Tables::operator()(std::string_view name) const {
   return out;
 }
 
+pg::Sql Tables::sql(std::string_view text) const {
+  std::string out;
+  out.reserve(text.size() + 32);
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto open = text.find('{', i);
+    if (open == std::string_view::npos) break;
+    const auto close = text.find('}', open);
+    if (close == std::string_view::npos) break;
+    const auto name = text.substr(open + 1, close - open - 1);
+    bool table = !name.empty() && name.front() >= 'a' && name.front() <= 'z';
+    for (char c : name) {
+      table = table && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+    }
+    out.append(text.substr(i, open - i));
+    if (table) {
+      out += (*this)(name);
+    } else {
+      out.append(text.substr(open, close - open + 1));
+    }
+    i = close + 1;
+  }
+  out.append(text.substr(i));
+  return pg::Sql::trusted(std::move(out));
+}
+
 std::string Tables::view(std::string_view name) const {
   std::string out(projection_);
   out.append("_").append(name);

@@ -65,26 +65,27 @@ std::shared_ptr<projections::Projection> read_model() {
   // Tenants.
   b.on(std::string(kTenantCreated), [](Tx& tx, const Tables& t, const events::Event& e) {
     const auto& d = e.data.value();
-    tx.exec("INSERT INTO " + t("tenants") +
-                " (tenant, name, services, disabled, suspended, position, created_at) "
-                "VALUES ($1, $2, $3, $4, false, $5, $6) ON CONFLICT (tenant) DO NOTHING",
-            {e.tenant.value(), text(d, "name"), json_member(d, "services"),
-             json_member(d, "disabled"), e.position.value(), at(e)});
+    tx.exec(
+        t.sql("INSERT INTO {tenants} (tenant, name, services, disabled, suspended, position, "
+              "created_at) VALUES ($1, $2, $3, $4, false, $5, $6) ON CONFLICT (tenant) DO NOTHING"),
+        {e.tenant.value(), text(d, "name"), json_member(d, "services"), json_member(d, "disabled"),
+         e.position.value(), at(e)});
     return HR::handled;
   });
   b.on(std::string(kTenantServicesChanged), [](Tx& tx, const Tables& t, const events::Event& e) {
     const auto& d = e.data.value();
-    tx.exec("UPDATE " + t("tenants") +
-                " SET services = $2, disabled = $3, position = $4 WHERE tenant = $1",
-            {e.tenant.value(), json_member(d, "services"), json_member(d, "disabled"),
-             e.position.value()});
+    tx.exec(
+        t.sql("UPDATE {tenants} SET services = $2, disabled = $3, position = $4 WHERE tenant = $1"),
+        {e.tenant.value(), json_member(d, "services"), json_member(d, "disabled"),
+         e.position.value()});
     return HR::handled;
   });
   auto suspension = [](bool suspended) {
     return [suspended](Tx& tx, const Tables& t, const events::Event& e) {
-      tx.exec("UPDATE " + t("tenants") +
-                  " SET suspended = $2, reason = $3, position = $4 WHERE tenant = $1",
-              {e.tenant.value(), suspended, text(e.data.value(), "reason"), e.position.value()});
+      tx.exec(
+          t.sql(
+              "UPDATE {tenants} SET suspended = $2, reason = $3, position = $4 WHERE tenant = $1"),
+          {e.tenant.value(), suspended, text(e.data.value(), "reason"), e.position.value()});
       return HR::handled;
     };
   };
@@ -99,11 +100,9 @@ std::shared_ptr<projections::Projection> read_model() {
   b.on(std::string(kUserRegistered), [](Tx& tx, const Tables& t, const events::Event& e) {
     const auto& d = e.data.value();
     const auto* invited = json::find(d, "invited");
-    tx.exec("INSERT INTO " + t("users") +
-                " (tenant, user_id, username, email, roles, invited, active, security_version, "
-                "position, created_at, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, true, 0, $7, $8, $8) "
-                "ON CONFLICT (tenant, user_id) DO NOTHING",
+    tx.exec(t.sql("INSERT INTO {users} (tenant, user_id, username, email, roles, invited, active, "
+                  "security_version, position, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, "
+                  "$6, true, 0, $7, $8, $8) ON CONFLICT (tenant, user_id) DO NOTHING"),
             {e.tenant.value(), text(d, "user_id"), text(d, "username"), text(d, "email"),
              json_member(d, "roles"), invited != nullptr && invited->IsBool() && invited->GetBool(),
              e.position.value(), at(e)});
@@ -121,9 +120,10 @@ std::shared_ptr<projections::Projection> read_model() {
           params.add(integer(d, member));
         }
       }
-      tx.exec("UPDATE " + t("users") + " SET " + set_clause +
-                  ", position = $3, updated_at = $4 WHERE tenant = $1 AND user_id = $2 "
-                  "AND position < $3",
+      // set_clause: one of the constant clauses below, never input.
+      tx.exec(t.sql("UPDATE {users} SET " + set_clause +
+                    ", position = $3, updated_at = $4 WHERE tenant = $1 AND user_id = $2 "
+                    "AND position < $3"),
               params);
       return HR::handled;
     };
@@ -141,16 +141,17 @@ std::shared_ptr<projections::Projection> read_model() {
   // Custom roles.
   b.on(std::string(kRoleDefined), [](Tx& tx, const Tables& t, const events::Event& e) {
     const auto& d = e.data.value();
-    tx.exec("INSERT INTO " + t("roles") +
-                " (tenant, role, permissions, position, updated_at) VALUES ($1, $2, $3, $4, $5) "
-                "ON CONFLICT (tenant, role) DO UPDATE SET permissions = EXCLUDED.permissions, "
-                "position = EXCLUDED.position, updated_at = EXCLUDED.updated_at",
-            {e.tenant.value(), text(d, "role"), json_member(d, "permissions"), e.position.value(),
-             at(e)});
+    tx.exec(
+        t.sql(
+            "INSERT INTO {roles} (tenant, role, permissions, position, updated_at) VALUES ($1, $2, "
+            "$3, $4, $5) ON CONFLICT (tenant, role) DO UPDATE SET permissions = "
+            "EXCLUDED.permissions, position = EXCLUDED.position, updated_at = EXCLUDED.updated_at"),
+        {e.tenant.value(), text(d, "role"), json_member(d, "permissions"), e.position.value(),
+         at(e)});
     return HR::handled;
   });
   b.on(std::string(kRoleRemoved), [](Tx& tx, const Tables& t, const events::Event& e) {
-    tx.exec("DELETE FROM " + t("roles") + " WHERE tenant = $1 AND role = $2",
+    tx.exec(t.sql("DELETE FROM {roles} WHERE tenant = $1 AND role = $2"),
             {e.tenant.value(), text(e.data.value(), "role")});
     return HR::handled;
   });
@@ -158,18 +159,17 @@ std::shared_ptr<projections::Projection> read_model() {
   // API keys (never the hash).
   b.on(std::string(kApiKeyIssued), [](Tx& tx, const Tables& t, const events::Event& e) {
     const auto& d = e.data.value();
-    tx.exec("INSERT INTO " + t("api_keys") +
-                " (tenant, key_id, prefix, name, owner, roles, scopes, expires_at, revoked, "
-                "position, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false, $9, $10) "
-                "ON CONFLICT (tenant, key_id) DO NOTHING",
+    tx.exec(t.sql("INSERT INTO {api_keys} (tenant, key_id, prefix, name, owner, roles, scopes, "
+                  "expires_at, revoked, position, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+                  "$8, false, $9, $10) ON CONFLICT (tenant, key_id) DO NOTHING"),
             {e.tenant.value(), text(d, "key_id"), text(d, "prefix"), text(d, "name"),
              text(d, "owner"), json_member(d, "roles"), json_member(d, "scopes"),
              integer(d, "expires_at"), e.position.value(), at(e)});
     return HR::handled;
   });
   b.on(std::string(kApiKeyRevoked), [](Tx& tx, const Tables& t, const events::Event& e) {
-    tx.exec("UPDATE " + t("api_keys") +
-                " SET revoked = true, position = $3 WHERE tenant = $1 AND key_id = $2",
+    tx.exec(t.sql("UPDATE {api_keys} SET revoked = true, position = $3 WHERE tenant = $1 AND "
+                  "key_id = $2"),
             {e.tenant.value(), text(e.data.value(), "key_id"), e.position.value()});
     return HR::handled;
   });
@@ -177,16 +177,15 @@ std::shared_ptr<projections::Projection> read_model() {
   // Tenant config.
   b.on(std::string(kConfigSet), [](Tx& tx, const Tables& t, const events::Event& e) {
     const auto& d = e.data.value();
-    tx.exec("INSERT INTO " + t("config") +
-                " (tenant, key, value, position, updated_at) VALUES ($1, $2, $3, $4, $5) "
-                "ON CONFLICT (tenant, key) DO UPDATE SET value = EXCLUDED.value, "
-                "position = EXCLUDED.position, updated_at = EXCLUDED.updated_at",
+    tx.exec(t.sql("INSERT INTO {config} (tenant, key, value, position, updated_at) VALUES ($1, $2, "
+                  "$3, $4, $5) ON CONFLICT (tenant, key) DO UPDATE SET value = EXCLUDED.value, "
+                  "position = EXCLUDED.position, updated_at = EXCLUDED.updated_at"),
             {e.tenant.value(), text(d, "key"), json_member(d, "value", "null"), e.position.value(),
              at(e)});
     return HR::handled;
   });
   b.on(std::string(kConfigUnset), [](Tx& tx, const Tables& t, const events::Event& e) {
-    tx.exec("DELETE FROM " + t("config") + " WHERE tenant = $1 AND key = $2",
+    tx.exec(t.sql("DELETE FROM {config} WHERE tenant = $1 AND key = $2"),
             {e.tenant.value(), text(e.data.value(), "key")});
     return HR::handled;
   });

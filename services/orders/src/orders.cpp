@@ -56,9 +56,8 @@ std::shared_ptr<projections::Projection> read_model() {
       "at text NOT NULL, PRIMARY KEY (tenant, order_id, position))");
   auto history = [](pg::Transaction& tx, const projections::Tables& t, const events::Event& e) {
     const auto& d = e.data.value();
-    tx.exec(pg::Sql::trusted("INSERT INTO " + t("history") +
-                             " (tenant, order_id, position, status, type, reason, at) "
-                             "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"),
+    tx.exec(t.sql("INSERT INTO {history} (tenant, order_id, position, status, type, reason, at) "
+                  "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"),
             {e.tenant.value(), json::require_string(d, "order_id"), e.position.value(),
              status_of(e.type.value()), e.type.value(), json::optional_string(d, "reason"),
              events::format_rfc3339_ms(e.recorded_at)});
@@ -67,11 +66,9 @@ std::shared_ptr<projections::Projection> read_model() {
                                        const events::Event& e) {
     const auto& d = e.data.value();
     const auto at = events::format_rfc3339_ms(e.recorded_at);
-    tx.exec(pg::Sql::trusted("INSERT INTO " + t("orders") +
-                             " (tenant, order_id, sku, qty, fail_payment, status, placed_position, "
-                             "position, placed_at, updated_at) "
-                             "VALUES ($1, $2, $3, $4, $5, 'placed', $6, $6, $7, $7) "
-                             "ON CONFLICT (tenant, order_id) DO NOTHING"),
+    tx.exec(t.sql("INSERT INTO {orders} (tenant, order_id, sku, qty, fail_payment, status, "
+                  "placed_position, position, placed_at, updated_at) VALUES ($1, $2, $3, $4, $5, "
+                  "'placed', $6, $6, $7, $7) ON CONFLICT (tenant, order_id) DO NOTHING"),
             {e.tenant.value(), json::require_string(d, "order_id"), json::require_string(d, "sku"),
              json::require_int64(d, "qty"), flag(d, "fail_payment"), e.position.value(), at});
     history(tx, t, e);
@@ -80,9 +77,8 @@ std::shared_ptr<projections::Projection> read_model() {
   auto moved = [history](pg::Transaction& tx, const projections::Tables& t,
                          const events::Event& e) {
     const auto& d = e.data.value();
-    tx.exec(pg::Sql::trusted("UPDATE " + t("orders") +
-                             " SET status = $3, reason = $4, position = $5, updated_at = $6 "
-                             "WHERE tenant = $1 AND order_id = $2 AND position < $5"),
+    tx.exec(t.sql("UPDATE {orders} SET status = $3, reason = $4, position = $5, updated_at = $6 "
+                  "WHERE tenant = $1 AND order_id = $2 AND position < $5"),
             {e.tenant.value(), json::require_string(d, "order_id"), status_of(e.type.value()),
              json::optional_string(d, "reason"), e.position.value(),
              events::format_rfc3339_ms(e.recorded_at)});
@@ -108,14 +104,15 @@ std::string order_json(const pg::Row& row) {
   return out;
 }
 
-const std::string kColumns =
-    "order_id, sku, qty, fail_payment, status, reason, position, placed_at, updated_at";
+// The columns order_json reads, in its order.
+#define SB_ORDER_COLUMNS \
+  "order_id, sku, qty, fail_payment, status, reason, position, placed_at, updated_at"
 
 sdk::Response get_order(const State& s, const sdk::Request& r) {
   const auto& id = r.params.at("id");
   return pg::with_transaction(*s.db, [&](pg::Transaction& tx) {
-    auto row = tx.exec(pg::Sql::trusted("SELECT " + kColumns +
-                                        " FROM orders_orders WHERE tenant = $1 AND order_id = $2"),
+    auto row = tx.exec(("SELECT " SB_ORDER_COLUMNS
+                        " FROM orders_orders WHERE tenant = $1 AND order_id = $2"),
                        {r.tenant, id})
                    .optional_one();
     if (!row) return sdk::Response::error(404, "not_found", "no order " + id);
@@ -154,11 +151,10 @@ sdk::Response list_orders(const State& s, const sdk::Request& r) {
   const auto status = r.query_param("status");
   const auto sku = r.query_param("sku");
   return pg::with_transaction(*s.db, [&](pg::Transaction& tx) {
-    auto rows = tx.exec(pg::Sql::trusted("SELECT " + kColumns +
-                                         " FROM orders_orders WHERE tenant = $1 "
-                                         "AND ($2::text IS NULL OR status = $2) "
-                                         "AND ($3::text IS NULL OR sku = $3) "
-                                         "ORDER BY placed_position DESC LIMIT $4 OFFSET $5"),
+    auto rows = tx.exec(("SELECT " SB_ORDER_COLUMNS " FROM orders_orders WHERE tenant = $1 "
+                         "AND ($2::text IS NULL OR status = $2) "
+                         "AND ($3::text IS NULL OR sku = $3) "
+                         "ORDER BY placed_position DESC LIMIT $4 OFFSET $5"),
                         {r.tenant, status, sku, limit + 1, offset});
     std::string out = "{\"orders\":[";
     std::int64_t n = 0;

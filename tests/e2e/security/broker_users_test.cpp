@@ -12,7 +12,6 @@
 
 #include <atomic>
 #include <mutex>
-#include <pqxx/pqxx>
 #include <set>
 #include <string>
 
@@ -22,6 +21,7 @@
 #include "switchboard/events/time.hpp"
 #include "switchboard/events/uuid.hpp"
 #include "switchboard/registry/route_table.hpp"
+#include "switchboard/shared/pg.hpp"
 
 namespace sb::sectest {
 namespace {
@@ -273,11 +273,12 @@ TEST(BrokerUsers, APluginProcessWorksAsItsOwnUserAndTheStoreRecordsIt) {
   EXPECT_EQ(pong.body, R"({"pong":true,"version":"1.0.0"})");
   EXPECT_EQ(pong.user_id, plugin);
 
-  pqxx::connection c(db);
-  auto scalar = [&](const std::string& sql) {
-    pqxx::nontransaction tx(c);
-    auto r = tx.exec(sql);
-    return r.empty() || r[0][0].is_null() ? std::string() : r[0][0].as<std::string>();
+  pg::ConnectOptions co;
+  co.url = db;
+  pg::Connection c(co);
+  auto scalar = [&](const pg::Sql& sql, const pg::Params& params = {}) {
+    auto r = c.exec(sql, params);
+    return r.empty() || r[0][0].is_null() ? std::string() : r[0][0].get<std::string>();
   };
   // The registration event: appended by the plugin, over RPC, as its user.
   EXPECT_EQ(scalar("SELECT meta->>'publisher' FROM events WHERE type = "
@@ -305,15 +306,15 @@ TEST(BrokerUsers, APluginProcessWorksAsItsOwnUserAndTheStoreRecordsIt) {
                 .get();
         EXPECT_TRUE(out.ok()) << out.reason;
         stored = tst::wait_until(
-            [&] { return !scalar("SELECT 1 FROM events WHERE id = '" + id + "'").empty(); }, 3s,
+            [&] { return !scalar("SELECT 1 FROM events WHERE id = $1::uuid", {id}).empty(); }, 3s,
             50ms);
         return stored;
       },
       40s, 10ms))
       << child.output();
-  EXPECT_EQ(scalar("SELECT meta->>'publisher' FROM events WHERE id = '" + id + "'"), plugin);
-  EXPECT_EQ(scalar("SELECT meta->>'k' FROM events WHERE id = '" + id + "'"), "1");
-  EXPECT_EQ(scalar("SELECT actor FROM events WHERE id = '" + id + "'"), "service:" + name);
+  EXPECT_EQ(scalar("SELECT meta->>'publisher' FROM events WHERE id = $1::uuid", {id}), plugin);
+  EXPECT_EQ(scalar("SELECT meta->>'k' FROM events WHERE id = $1::uuid", {id}), "1");
+  EXPECT_EQ(scalar("SELECT actor FROM events WHERE id = $1::uuid", {id}), "service:" + name);
 
   // Heartbeats on sb.signals reach the registry; still routed, never expired.
   EXPECT_TRUE(tst::wait_until([&] { return reg.stats().heartbeats >= 2; }, 30s, 50ms))

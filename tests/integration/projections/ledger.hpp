@@ -61,26 +61,24 @@ inline std::shared_ptr<projections::Projection> ledger(const std::string& name,
     // versions too, so they need not be consecutive): an apply that is not
     // strictly after the last one is a duplicate or out of order.
     auto r = tx.exec(
-        pg::Sql::trusted("INSERT INTO " + t("accounts") +
-                         " AS a (stream, balance, events, last_version, last_position) VALUES ($1, "
-                         "$2, 1, $3, $4) ON CONFLICT (stream) DO UPDATE SET balance = a.balance + "
-                         "excluded.balance, events = a.events + 1, last_version = "
-                         "excluded.last_version, last_position = excluded.last_position WHERE "
-                         "a.last_version < excluded.last_version"),
+        t.sql(
+            "INSERT INTO {accounts} AS a (stream, balance, events, last_version, last_position) "
+            "VALUES ($1, $2, 1, $3, $4) ON CONFLICT (stream) DO UPDATE SET balance = a.balance + "
+            "excluded.balance, events = a.events + 1, last_version = excluded.last_version, "
+            "last_position = excluded.last_position WHERE a.last_version < excluded.last_version"),
         {e.stream.value(), amount_of(e), e.version.value(), e.position.value()});
     if (r.affected_rows() != 1) {
       throw std::runtime_error("ledger: " + e.stream.value() + " version " +
                                std::to_string(e.version.value()) +
                                " applied twice or out of order");
     }
-    tx.exec(pg::Sql::trusted("INSERT INTO " + t("by_type") +
-                             " (type, n) VALUES ($1, 1) ON CONFLICT (type) DO UPDATE SET n = " +
-                             t("by_type") + ".n + 1"),
+    tx.exec(t.sql("INSERT INTO {by_type} (type, n) VALUES ($1, 1) ON CONFLICT (type) DO UPDATE SET "
+                  "n = {by_type}.n + 1"),
             {e.type.value()});
     if (!knobs.owner.empty()) {
-      tx.exec(pg::Sql::trusted("INSERT INTO " + t("applied") +
-                               " (stream, version, position, owner) VALUES ($1, $2, $3, $4)"),
-              {e.stream.value(), e.version.value(), e.position.value(), knobs.owner});
+      tx.exec(
+          t.sql("INSERT INTO {applied} (stream, version, position, owner) VALUES ($1, $2, $3, $4)"),
+          {e.stream.value(), e.version.value(), e.position.value(), knobs.owner});
     }
     return events::HandleResult::handled;
   };

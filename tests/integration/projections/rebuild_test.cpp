@@ -17,11 +17,9 @@ std::shared_ptr<projections::Projection> counts() {
           "last_position bigint NOT NULL)")
       .on("bank.account.deposited",
           [](pg::Transaction& tx, const projections::Tables& t, const events::Event& e) {
-            tx.exec(pg::Sql::trusted(
-                        "INSERT INTO " + t("streams") +
-                        " AS s (stream, events, last_position) VALUES ($1, 1, $2) ON CONFLICT "
-                        "(stream) DO UPDATE SET events = s.events + 1, last_position = "
-                        "excluded.last_position"),
+            tx.exec(t.sql("INSERT INTO {streams} AS s (stream, events, last_position) VALUES ($1, "
+                          "1, $2) ON CONFLICT (stream) DO UPDATE SET events = s.events + 1, "
+                          "last_position = excluded.last_position"),
                     {e.stream.value(), e.position.value()});
             return events::HandleResult::handled;
           })

@@ -123,9 +123,8 @@ std::shared_ptr<projections::Projection> items_projection(const std::shared_ptr<
        [s](pg::Transaction& tx, const projections::Tables& t, const events::Event& e) {
          s->pass_gate();
          const auto& d = e.data.value();
-         tx.exec(pg::Sql::trusted("INSERT INTO " + t("items") +
-                                  " (tenant, id, title, position) VALUES ($1, $2, $3, $4) "
-                                  "ON CONFLICT (tenant, id) DO NOTHING"),
+         tx.exec(t.sql("INSERT INTO {items} (tenant, id, title, position) VALUES ($1, $2, $3, $4) "
+                       "ON CONFLICT (tenant, id) DO NOTHING"),
                  {e.tenant.value(), json::require_string(d, "id"), json::require_string(d, "title"),
                   e.position.value()});
          return events::HandleResult::handled;

@@ -57,8 +57,18 @@ const std::map<std::string, Audited>& audited_trusted() {
       {"services/store/src/service.cpp", {1, "constant column list"}},
       {"services/edge/src/admin_api.cpp",
        {3, "configured table prefixes of read models; filter clauses with $n placeholders"}},
-      {"services/orders/src/orders.cpp",
-       {5, "projection table names (Tables); constant column list"}},
+      {"projections/src/projection.cpp",
+       {1, "Tables::sql: {name} -> this generation's [a-z0-9_] table names, nothing else"}},
+      {"tests/support/plugin/test_plugin.cpp", {1, "the projection's view name"}},
+      {"tests/integration/projections/support.hpp", {1, "dump(): relation and column names"}},
+      {"tests/integration/registry/done_when_test.cpp",
+       {3, "read-model DDL with a table prefix; table names"}},
+      {"bench/events/bench_events.cpp", {2, "filter clauses with $n placeholders; EXPLAIN"}},
+      {"bench/projections/bench_projections.cpp",
+       {7, "the benchmark's own databases (quoted) and tables"}},
+      {"bench/registry/bench_registry.cpp", {2, "the benchmark's own database (quoted)"}},
+      {"bench/store/bench_store.cpp",
+       {3, "the benchmark's own database (quoted); multi-row INSERT of $n placeholders"}},
   };
   return m;
 }

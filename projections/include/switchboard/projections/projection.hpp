@@ -41,6 +41,11 @@ class Tables {
   std::string operator()(std::string_view name) const;
   /// "<projection>_<name>": the view queries read.
   std::string view(std::string_view name) const;
+  /// A statement naming this generation's tables as `{name}`:
+  /// `t.sql("INSERT INTO {orders} (id) VALUES ($1)")`. Only `{name}` with a
+  /// table-name shape ([a-z][a-z0-9_]*) is replaced; values stay parameters.
+  /// The one audited place projections build SQL text (sql_check_test).
+  pg::Sql sql(std::string_view text) const;
   int generation() const noexcept { return generation_; }
   const std::string& projection() const noexcept { return projection_; }
 
