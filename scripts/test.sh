@@ -20,11 +20,11 @@ scripts/deps.sh
 
 stamp "build: asan (unit tests)"
 cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSB_SANITIZE=ON \
-  -DSB_BUILD_BENCH=OFF >/dev/null
+  -DSB_BUILD_BENCH=OFF -DSB_TEST_TIERS=unit >/dev/null
 cmake --build build/asan -j "$jobs" --target unit_tests
 
 stamp "build: release (services, integration, e2e, benchmarks)"
-cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release "-DSB_TEST_TIERS=integration;e2e" >/dev/null
 cmake --build build/release -j "$jobs"
 
 trap 'scripts/test-servers.sh down "$root/build/release/test-servers.path" >/dev/null 2>&1 || true' EXIT INT TERM
