@@ -135,6 +135,7 @@ int main(int argc, char** argv) {
                 "identity.log");
     httplib::Client http("127.0.0.1", edge_port);
     http.set_keep_alive(true);
+    http.set_tcp_nodelay(true);  // as curl does: without it Nagle adds ~40 ms to each POST
     http.set_connection_timeout(5, 0);
     http.set_read_timeout(30, 0);
     const std::string body =
