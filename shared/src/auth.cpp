@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -40,6 +41,10 @@ std::int64_t require_time(const rapidjson::Value& doc, const char* name, bool re
 
 bool Principal::has_role(std::string_view role) const {
   return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
+bool Principal::super_admin() const {
+  return has_role(kSuperAdmin);
 }
 
 std::string Principal::actor() const {
@@ -252,6 +257,183 @@ std::string JwtVerifier::sign(const Principal& principal, std::int64_t issued_at
       base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url_encode(payload);
   token += "." + base64url_encode(hmac_sha256(options_.secrets.front(), token));
   return token;
+}
+
+// ---------------------------------------------------------------- API keys
+
+namespace {
+
+constexpr std::string_view kApiKeyScheme = "sbk_";
+constexpr std::size_t kApiKeyPrefixChars = 12;
+constexpr std::size_t kApiKeySecretChars = 43;
+
+bool lower_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+bool base64url_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_';
+}
+
+}  // namespace
+
+ApiKey new_api_key() {
+  init_sodium();
+  std::array<unsigned char, kApiKeyPrefixChars / 2> raw{};
+  randombytes_buf(raw.data(), raw.size());
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string prefix;
+  for (unsigned char c : raw) {
+    prefix += kHex[c >> 4];
+    prefix += kHex[c & 0xF];
+  }
+  return {std::move(prefix), random_token(32)};
+}
+
+std::optional<ApiKey> parse_api_key(std::string_view text) {
+  constexpr auto kSize = kApiKeyScheme.size() + kApiKeyPrefixChars + 1 + kApiKeySecretChars;
+  if (text.size() != kSize || !text.starts_with(kApiKeyScheme) ||
+      text[kApiKeyScheme.size() + kApiKeyPrefixChars] != '_') {
+    return std::nullopt;
+  }
+  const auto prefix = text.substr(kApiKeyScheme.size(), kApiKeyPrefixChars);
+  const auto secret = text.substr(kApiKeyScheme.size() + kApiKeyPrefixChars + 1);
+  if (!std::all_of(prefix.begin(), prefix.end(), lower_hex) ||
+      !std::all_of(secret.begin(), secret.end(), base64url_char)) {
+    return std::nullopt;
+  }
+  return ApiKey{std::string(prefix), std::string(secret)};
+}
+
+// ---------------------------------------------------------------- roles and permissions
+
+bool builtin_role(std::string_view role) {
+  return role == kSuperAdmin || role == kTenantAdmin || role == kUser;
+}
+
+bool role_admits(const std::vector<std::string>& held, std::string_view required) {
+  auto holds = [&](std::string_view r) {
+    return std::find(held.begin(), held.end(), r) != held.end();
+  };
+  if (holds(required) || holds(kSuperAdmin)) return true;
+  return required == kUser && holds(kTenantAdmin);
+}
+
+bool role_check_passes(const std::vector<std::string>& held,
+                       const std::vector<std::string>& listed) {
+  return listed.empty() || std::any_of(listed.begin(), listed.end(),
+                                       [&](const std::string& r) { return role_admits(held, r); });
+}
+
+namespace {
+
+// Permission keys, segment by segment. A pattern's last segment may be cut
+// short (the part before its trailing '*'): `partial`.
+
+bool lower_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+bool service_char(char c) {
+  return lower_alnum(c) || c == '_' || c == '-';
+}
+bool catalog_name_char(char c) {
+  return service_char(c) || c == '.';
+}
+bool template_char(char c) {
+  return c > 0x20 && c < 0x7f && c != '*' && c != '?' && c != '#' && c != ':';
+}
+/// `[a-z0-9][a-z0-9_-]{0,62}`.
+bool service_name(std::string_view s) {
+  return !s.empty() && s.size() <= 63 && lower_alnum(s.front()) &&
+         std::all_of(s.begin() + 1, s.end(), service_char);
+}
+
+bool is_prefix_of(std::string_view part, std::string_view whole) {
+  return whole.starts_with(part);
+}
+
+constexpr std::array<std::string_view, 5> kMethods = {"GET", "POST", "PUT", "PATCH", "DELETE"};
+constexpr std::array<std::string_view, 7> kAreas = {
+    "events", "services", "catalog", "subscriptions", "projections", "replays", "metrics"};
+
+template <std::size_t N>
+bool one_of(std::string_view s, const std::array<std::string_view, N>& options, bool partial) {
+  return std::any_of(options.begin(), options.end(),
+                     [&](std::string_view o) { return partial ? is_prefix_of(s, o) : s == o; });
+}
+
+/// Splits at `sep` into at most `max_parts` parts (the last keeps the rest).
+std::vector<std::string_view> split(std::string_view s, char sep, std::size_t max_parts) {
+  std::vector<std::string_view> out;
+  while (out.size() + 1 < max_parts) {
+    const auto at = s.find(sep);
+    if (at == std::string_view::npos) break;
+    out.push_back(s.substr(0, at));
+    s.remove_prefix(at + 1);
+  }
+  out.push_back(s);
+  return out;
+}
+
+bool route_syntax(std::string_view rest, bool partial) {
+  const auto parts = split(rest, ':', 3);  // service, METHOD, template (may hold no ':')
+  if (parts.size() == 1) {
+    return partial && std::all_of(parts[0].begin(), parts[0].end(), service_char);
+  }
+  if (!service_name(parts[0])) return false;
+  const bool method_last = parts.size() == 2;
+  if (!one_of(parts[1], kMethods, partial && method_last)) return false;
+  if (method_last) return partial;
+  const auto tpl = parts[2];
+  if (tpl.empty()) return partial;
+  return tpl.front() == '/' && std::all_of(tpl.begin(), tpl.end(), template_char);
+}
+
+bool platform_syntax(std::string_view rest, bool partial) {
+  const auto parts = split(rest, ':', 2);  // area, access
+  if (parts.size() == 1) return partial && one_of(parts[0], kAreas, true);
+  if (!one_of(parts[0], kAreas, false)) return false;
+  return parts[1] == "read" || parts[1] == "write" ||
+         (partial && (is_prefix_of(parts[1], "read") || is_prefix_of(parts[1], "write")));
+}
+
+/// Whether `key` is a permission key, or (partial) the start of one.
+bool key_syntax(std::string_view key, bool partial) {
+  const auto colon = key.find(':');
+  if (colon == std::string_view::npos) {
+    // Only a pattern may stop inside the kind ("comm*").
+    return partial && (is_prefix_of(key, "command") || is_prefix_of(key, "route") ||
+                       is_prefix_of(key, "platform"));
+  }
+  const auto kind = key.substr(0, colon);
+  const auto rest = key.substr(colon + 1);
+  if (kind == "command") {
+    if (rest.empty()) return partial;
+    return std::all_of(rest.begin(), rest.end(), catalog_name_char) &&
+           (partial || lower_alnum(rest.front()));
+  }
+  if (kind == "route") return route_syntax(rest, partial);
+  if (kind == "platform") return platform_syntax(rest, partial);
+  return false;
+}
+
+}  // namespace
+
+bool valid_permission_pattern(std::string_view pattern) {
+  if (pattern.empty() || pattern.size() > 256) return false;
+  if (pattern == "*") return true;
+  const auto star = pattern.find('*');
+  if (star == std::string_view::npos) return key_syntax(pattern, false);
+  if (star != pattern.size() - 1) return false;  // only one, trailing
+  return key_syntax(pattern.substr(0, star), true);
+}
+
+bool permission_matches(std::string_view pattern, std::string_view key) {
+  if (!pattern.empty() && pattern.back() == '*') {
+    pattern.remove_suffix(1);
+    return key.starts_with(pattern);
+  }
+  return pattern == key;
 }
 
 }  // namespace sb::auth

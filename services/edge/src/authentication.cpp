@@ -26,9 +26,9 @@ std::string_view bearer_token(const std::string& header) {
 }
 
 auth::Principal from_api_key(const IdentityView* view, std::string_view key, std::int64_t now) {
-  const auto prefix = api_key_prefix(key);
-  if (!prefix) throw unauthenticated("malformed API key (sbk_<prefix>_<secret>)");
-  auto record = view ? view->api_key(*prefix) : std::nullopt;
+  const auto parsed = auth::parse_api_key(key);
+  if (!parsed) throw unauthenticated("malformed API key (sbk_<prefix>_<secret>)");
+  auto record = view ? view->api_key(parsed->prefix) : std::nullopt;
   if (!record) throw unauthenticated("unknown API key");
   // The hash first: a guessed prefix learns nothing about the key's state.
   if (!auth::constant_time_equal(auth::sha256_hex(key), record->key_hash)) {
@@ -49,20 +49,6 @@ auth::Principal from_api_key(const IdentityView* view, std::string_view key, std
 }
 
 }  // namespace
-
-std::optional<std::string_view> api_key_prefix(std::string_view key) {
-  constexpr std::string_view kScheme = "sbk_";
-  constexpr std::size_t kPrefix = 12;
-  if (key.size() < kScheme.size() + kPrefix + 2 || key.substr(0, kScheme.size()) != kScheme) {
-    return std::nullopt;
-  }
-  auto prefix = key.substr(kScheme.size(), kPrefix);
-  for (char c : prefix) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return std::nullopt;
-  }
-  if (key[kScheme.size() + kPrefix] != '_') return std::nullopt;
-  return prefix;
-}
 
 std::optional<auth::Principal> authenticate_optional(const auth::JwtVerifier& verifier,
                                                      const IdentityView* view,

@@ -247,7 +247,7 @@ bool IdentityView::role_grants(std::string_view tenant, std::string_view role,
   auto it = roles_.find(key);
   if (it == roles_.end()) return false;
   for (const auto& p : it->second) {
-    if (permission_matches(p, permission)) return true;
+    if (auth::permission_matches(p, permission)) return true;
   }
   return false;
 }

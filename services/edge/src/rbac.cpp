@@ -8,10 +8,6 @@ namespace sb::edge {
 
 namespace {
 
-bool built_in(std::string_view role) {
-  return role == "super_admin" || role == "tenant_admin" || role == "user";
-}
-
 std::string details(const std::vector<std::string>& roles, std::string_view key) {
   std::string d = "{\"permission\":";
   json::append_quoted(d, key);
@@ -28,14 +24,6 @@ std::string details(const std::vector<std::string>& roles, std::string_view key)
 }
 
 }  // namespace
-
-bool permission_matches(std::string_view pattern, std::string_view key) {
-  if (!pattern.empty() && pattern.back() == '*') {
-    pattern.remove_suffix(1);
-    return key.substr(0, pattern.size()) == pattern;
-  }
-  return pattern == key;
-}
 
 std::string command_permission(std::string_view command) {
   return "command:" + std::string(command);
@@ -56,15 +44,10 @@ std::string platform_permission(std::string_view area, bool write) {
   return "platform:" + std::string(area) + (write ? ":write" : ":read");
 }
 
-bool holds_role(const auth::Principal& p, std::string_view role) {
-  if (p.has_role(role) || p.super_admin()) return true;
-  return role == "user" && p.has_role("tenant_admin");
-}
-
 void require_scope(const auth::Principal& p, std::string_view key) {
   if (p.kind != auth::Principal::Kind::api_key) return;
   for (const auto& s : p.scopes) {
-    if (permission_matches(s, key)) return;
+    if (auth::permission_matches(s, key)) return;
   }
   throw HttpError(403, "forbidden", "the API key's scopes do not cover this call",
                   details({}, key));
@@ -72,11 +55,10 @@ void require_scope(const auth::Principal& p, std::string_view key) {
 
 void authorize(const IdentityView* view, const auth::Principal& p,
                const std::vector<std::string>& roles, std::string_view key) {
-  bool passed = roles.empty();
-  for (std::size_t i = 0; !passed && i < roles.size(); ++i) passed = holds_role(p, roles[i]);
+  bool passed = auth::role_check_passes(p.roles, roles);
   if (!passed && view) {
     for (const auto& r : p.roles) {
-      if (built_in(r)) continue;
+      if (auth::builtin_role(r)) continue;
       if (view->role_grants(p.tenant, r, key)) {
         passed = true;
         break;

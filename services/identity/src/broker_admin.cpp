@@ -38,7 +38,7 @@ BrokerAdminResult put(httplib::Client& client, const std::string& path, const st
 
 BrokerAdminResult put_plugin_user(const BrokerAdminOptions& o, const std::string& user,
                                   const std::string& password, const std::string& vhost,
-                                  const BrokerPermissions& p) {
+                                  const broker::Permissions& p) {
   if (o.management_url.empty()) return {false, "rabbitmq.management_url is not set"};
   httplib::Client client(o.management_url);
   const auto secs = std::chrono::duration_cast<std::chrono::seconds>(o.timeout).count();
@@ -48,14 +48,20 @@ BrokerAdminResult put_plugin_user(const BrokerAdminOptions& o, const std::string
   client.set_read_timeout(static_cast<time_t>(secs), static_cast<time_t>(usecs));
   client.set_write_timeout(static_cast<time_t>(secs), static_cast<time_t>(usecs));
   client.set_basic_auth(o.user, o.password);
+  const auto on_vhost = path_segment(vhost) + "/" + path_segment(user);
   auto r = put(client, "/api/users/" + path_segment(user),
                "{\"password\":" + json::quoted(password) + ",\"tags\":\"\"}");
   if (!r.ok) return r;
-  // Topic permissions are not needed: sb.events is not writable at all by
-  // the write regex, and reading any routing key of sb.events is allowed.
-  return put(client, "/api/permissions/" + path_segment(vhost) + "/" + path_segment(user),
-             "{\"configure\":" + json::quoted(p.configure) + ",\"write\":" + json::quoted(p.write) +
-                 ",\"read\":" + json::quoted(p.read) + "}");
+  r = put(client, "/api/permissions/" + on_vhost,
+          "{\"configure\":" + json::quoted(p.configure) + ",\"write\":" + json::quoted(p.write) +
+              ",\"read\":" + json::quoted(p.read) + "}");
+  for (const auto& t : p.topics) {
+    if (!r.ok) break;
+    r = put(client, "/api/topic-permissions/" + on_vhost,
+            "{\"exchange\":" + json::quoted(t.exchange) + ",\"write\":" + json::quoted(t.write) +
+                ",\"read\":" + json::quoted(t.read) + "}");
+  }
+  return r;
 }
 
 }  // namespace sb::identity

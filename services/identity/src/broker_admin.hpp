@@ -5,7 +5,7 @@
 #include <chrono>
 #include <string>
 
-#include "switchboard/identity/model.hpp"
+#include "switchboard/broker/permissions.hpp"
 
 namespace sb::identity {
 
@@ -21,11 +21,13 @@ struct BrokerAdminResult {
   std::string message;  // on failure: which call and what it answered
 };
 
-/// PUT /api/users/<user> (password, no tags) and
-/// PUT /api/permissions/<vhost>/<user> with `permissions`. Idempotent: a
-/// second call sets a new password and the same permissions.
+/// PUT /api/users/<user> (password, no tags),
+/// PUT /api/permissions/<vhost>/<user> with the three regexes of
+/// `permissions`, and PUT /api/topic-permissions/<vhost>/<user> for each of
+/// its topic permissions. Idempotent: a second call sets a new password and
+/// the same permissions.
 BrokerAdminResult put_plugin_user(const BrokerAdminOptions& options, const std::string& user,
                                   const std::string& password, const std::string& vhost,
-                                  const BrokerPermissions& permissions);
+                                  const broker::Permissions& permissions);
 
 }  // namespace sb::identity

@@ -2,9 +2,7 @@
 #include "switchboard/identity/model.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
-#include <stdexcept>
 
 #include "switchboard/events/uuid.hpp"
 #include "switchboard/shared/auth.hpp"
@@ -29,81 +27,6 @@ bool name_syntax(std::string_view s, bool underscore_first) {
   if (!lower_alnum(s[0]) && !(underscore_first && s[0] == '_')) return false;
   return std::all_of(s.begin() + 1, s.end(),
                      [](char c) { return lower_alnum(c) || c == '_' || c == '-'; });
-}
-
-// Permission keys (11.4), segment by segment. A pattern's last segment may be
-// cut short (the part before a trailing '*').
-bool catalog_name_char(char c) {
-  return lower_alnum(c) || c == '_' || c == '-' || c == '.';
-}
-bool template_char(char c) {
-  return c > 0x20 && c < 0x7f && c != '*' && c != '?' && c != '#' && c != ':';
-}
-
-bool is_prefix_of(std::string_view part, std::string_view whole) {
-  return whole.substr(0, part.size()) == part;
-}
-
-constexpr std::array<std::string_view, 5> kMethods = {"GET", "POST", "PUT", "PATCH", "DELETE"};
-constexpr std::array<std::string_view, 6> kAreas = {"events",        "services",    "catalog",
-                                                    "subscriptions", "projections", "replays"};
-
-template <std::size_t N>
-bool one_of(std::string_view s, const std::array<std::string_view, N>& options, bool partial) {
-  return std::any_of(options.begin(), options.end(),
-                     [&](std::string_view o) { return partial ? is_prefix_of(s, o) : s == o; });
-}
-
-std::vector<std::string_view> split(std::string_view s, char sep, std::size_t max_parts) {
-  std::vector<std::string_view> out;
-  while (out.size() + 1 < max_parts) {
-    const auto at = s.find(sep);
-    if (at == std::string_view::npos) break;
-    out.push_back(s.substr(0, at));
-    s.remove_prefix(at + 1);
-  }
-  out.push_back(s);
-  return out;
-}
-
-/// Whether `key` is a permission key, or (partial) the start of one.
-bool key_syntax(std::string_view key, bool partial) {
-  const auto colon = key.find(':');
-  if (colon == std::string_view::npos) {
-    // Only a pattern may stop inside the kind ("comm*").
-    return partial && (is_prefix_of(key, "command") || is_prefix_of(key, "route") ||
-                       is_prefix_of(key, "platform"));
-  }
-  const auto kind = key.substr(0, colon);
-  const auto rest = key.substr(colon + 1);
-  if (kind == "command") {
-    if (rest.empty()) return partial;
-    return std::all_of(rest.begin(), rest.end(), catalog_name_char) &&
-           (partial || lower_alnum(rest.front()));
-  }
-  if (kind == "route") {
-    auto parts = split(rest, ':', 3);  // service, METHOD, template (may hold no ':')
-    if (parts.size() == 1) {
-      return partial && std::all_of(parts[0].begin(), parts[0].end(),
-                                    [](char c) { return lower_alnum(c) || c == '_' || c == '-'; });
-    }
-    if (!name_syntax(parts[0], false)) return false;
-    const bool last_method = parts.size() == 2;
-    if (!one_of(parts[1], kMethods, partial && last_method)) return false;
-    if (last_method) return partial;
-    const auto tpl = parts[2];
-    if (tpl.empty()) return partial;
-    if (tpl.front() != '/') return false;
-    return std::all_of(tpl.begin(), tpl.end(), template_char);
-  }
-  if (kind == "platform") {
-    auto parts = split(rest, ':', 2);
-    if (parts.size() == 1) return partial && one_of(parts[0], kAreas, true);
-    if (!one_of(parts[0], kAreas, false)) return false;
-    return parts[1] == "read" || parts[1] == "write" ||
-           (partial && (is_prefix_of(parts[1], "read") || is_prefix_of(parts[1], "write")));
-  }
-  return false;
 }
 
 }  // namespace
@@ -136,48 +59,15 @@ bool valid_service(std::string_view service) {
   return service == "*" || name_syntax(service, false);
 }
 
-bool builtin_role(std::string_view role) {
-  return role == kSuperAdmin || role == kTenantAdmin || role == kUser;
-}
-
 bool valid_custom_role(std::string_view role) {
-  if (role.empty() || role.size() > 63 || builtin_role(role)) return false;
+  if (role.empty() || role.size() > 63 || auth::builtin_role(role)) return false;
   if (role[0] < 'a' || role[0] > 'z') return false;
   return std::all_of(role.begin(), role.end(),
                      [](char c) { return lower_alnum(c) || c == '_' || c == '.' || c == '-'; });
 }
 
 bool valid_role(std::string_view role) {
-  return builtin_role(role) || valid_custom_role(role);
-}
-
-bool valid_permission_pattern(std::string_view pattern) {
-  if (pattern.empty() || pattern.size() > 256) return false;
-  if (pattern == "*") return true;
-  const auto star = pattern.find('*');
-  if (star == std::string_view::npos) return key_syntax(pattern, false);
-  if (star != pattern.size() - 1) return false;  // only one, trailing
-  return key_syntax(pattern.substr(0, star), true);
-}
-
-bool permission_matches(std::string_view pattern, std::string_view key) {
-  if (!pattern.empty() && pattern.back() == '*') {
-    return is_prefix_of(pattern.substr(0, pattern.size() - 1), key);
-  }
-  return pattern == key;
-}
-
-bool admits(const std::vector<std::string>& held, const std::vector<std::string>& required) {
-  if (required.empty()) return true;
-  auto holds = [&](std::string_view r) {
-    return std::find(held.begin(), held.end(), r) != held.end();
-  };
-  if (holds(kSuperAdmin)) return true;
-  for (const auto& r : required) {
-    if (holds(r)) return true;
-    if (r == kUser && holds(kTenantAdmin)) return true;
-  }
-  return false;
+  return auth::builtin_role(role) || valid_custom_role(role);
 }
 
 std::string user_id(std::string_view tenant, std::string_view username) {
@@ -228,33 +118,6 @@ std::optional<RefreshToken> parse_refresh_token(std::string_view text) {
   return RefreshToken{std::string(sid), std::string(secret)};
 }
 
-ApiKey new_api_key() {
-  // 6 random bytes as 12 hex digits: the lookup id.
-  const auto raw = auth::base64url_decode(auth::random_token(6));
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string prefix;
-  for (char ch : raw) {
-    const auto c = static_cast<unsigned char>(ch);
-    prefix += kHex[c >> 4];
-    prefix += kHex[c & 0xF];
-  }
-  return {prefix, auth::random_token(32)};
-}
-
-std::optional<ApiKey> parse_api_key(std::string_view text) {
-  // sbk_ + 12 + _ + 43
-  if (text.size() != 4 + 12 + 1 + 43 || text.substr(0, 4) != "sbk_" || text[16] != '_') {
-    return std::nullopt;
-  }
-  const auto prefix = text.substr(4, 12);
-  const auto secret = text.substr(17);
-  if (!std::all_of(prefix.begin(), prefix.end(), hex_digit) ||
-      !std::all_of(secret.begin(), secret.end(), b64url)) {
-    return std::nullopt;
-  }
-  return ApiKey{std::string(prefix), std::string(secret)};
-}
-
 std::string secret_hash(std::string_view secret) {
   return auth::sha256_hex(secret);
 }
@@ -271,20 +134,6 @@ std::string invitation_token(std::string_view key, std::string_view tenant,
 }
 
 // ---------------------------------------------------------------- broker users
-
-BrokerPermissions plugin_broker_permissions(std::string_view plugin) {
-  if (!name_syntax(plugin, false)) {
-    throw std::invalid_argument("invalid plugin name: " + std::string(plugin));
-  }
-  // Names are [a-z0-9_-]: nothing to escape for a regex.
-  const std::string n(plugin);
-  const std::string own = "sub\\." + n + "\\..*|rpc\\." + n + "(\\..*)?|amq\\.gen-.*";
-  return {
-      "^(" + own + ")$",
-      "^(sb\\.ingest|sb\\.rpc|sb\\.signals|amq\\.default|" + own + ")$",
-      "^(sb\\.events|sb\\.signals|sb\\.rpc|" + own + "|amq\\.rabbitmq\\.reply-to)$",
-  };
-}
 
 std::string vhost_of(std::string_view url) {
   auto scheme = url.find("://");

@@ -11,6 +11,7 @@
 #include "broker_admin.hpp"
 #include "login_guard.hpp"
 #include "read_model.hpp"
+#include "switchboard/broker/permissions.hpp"
 #include "switchboard/events/uuid.hpp"
 #include "switchboard/identity/aggregates.hpp"
 #include "switchboard/identity/identity.hpp"
@@ -62,6 +63,21 @@ Response with_members(Response r, const std::string& extra) {
     r.body += extra + "}";
   }
   return r;
+}
+
+/// A broker user's permissions as the issue_plugin_credentials reply shows
+/// them: the three regexes and the topic permissions.
+std::string permissions_json(const broker::Permissions& p) {
+  std::string out = "{\"configure\":" + json::quoted(p.configure) +
+                    ",\"write\":" + json::quoted(p.write) + ",\"read\":" + json::quoted(p.read) +
+                    ",\"topics\":[";
+  for (std::size_t i = 0; i < p.topics.size(); ++i) {
+    if (i) out += ',';
+    out += "{\"exchange\":" + json::quoted(p.topics[i].exchange) +
+           ",\"write\":" + json::quoted(p.topics[i].write) +
+           ",\"read\":" + json::quoted(p.topics[i].read) + "}";
+  }
+  return out + "]}";
 }
 
 /// The body as a JSON object, or the 400 to answer.
@@ -167,7 +183,7 @@ Request acting(const Request& r, std::string tenant, std::string command_id, std
 /// first; this keeps a misrouted call harmless).
 sdk::CommandHandler guarded(std::vector<std::string> roles, sdk::CommandHandler handler) {
   return [roles = std::move(roles), handler = std::move(handler)](sdk::CommandContext& ctx) {
-    if (!admits(ctx.request().roles, roles)) {
+    if (!auth::role_check_passes(ctx.request().roles, roles)) {
       return Response::error(403, "forbidden", "the caller lacks the role this needs");
     }
     if (!valid_tenant(ctx.tenant())) {
@@ -179,7 +195,7 @@ sdk::CommandHandler guarded(std::vector<std::string> roles, sdk::CommandHandler 
 
 sdk::RequestHandler guarded(std::vector<std::string> roles, sdk::RequestHandler handler) {
   return [roles = std::move(roles), handler = std::move(handler)](const Request& r) {
-    if (!admits(r.roles, roles)) {
+    if (!auth::role_check_passes(r.roles, roles)) {
       return Response::error(403, "forbidden", "the caller lacks the role this needs");
     }
     if (!valid_tenant(r.tenant)) return forbidden("the caller acts for no valid tenant");
@@ -194,7 +210,7 @@ std::optional<Response> check_grant(const Request& r, const std::vector<std::str
   for (const auto& role : roles) {
     if (!valid_role(role)) return invalid("roles", "invalid role name: " + role);
     if (role == kSuperAdmin) {
-      if (!admits(r.roles, {std::string(kSuperAdmin)})) {
+      if (!auth::role_admits(r.roles, kSuperAdmin)) {
         return forbidden("only a super admin grants super_admin");
       }
       if (tenant != kPlatformTenant) {
@@ -731,7 +747,7 @@ void add_commands(sdk::Plugin& p, const std::shared_ptr<Service>& s) {
         if (!valid_uuid(uid)) return Response::error(404, "not_found", "no such user");
         const auto roles = list_or(d, "roles", {});
         if (auto e = check_grant(ctx.request(), roles, ctx.tenant())) return *e;
-        const bool caller_super = admits(ctx.request().roles, {std::string(kSuperAdmin)});
+        const bool caller_super = auth::role_admits(ctx.request().roles, kSuperAdmin);
         return sdk::execute<User>(
                    ctx, *s->loader, user_stream(uid), in_tenant<User>(ctx.tenant()),
                    [&](const User& u) {
@@ -754,7 +770,7 @@ void add_commands(sdk::Plugin& p, const std::shared_ptr<Service>& s) {
           auto d = json::parse(ctx.body());
           const auto uid = json::require_string(d, "user_id");
           if (!valid_uuid(uid)) return Response::error(404, "not_found", "no such user");
-          const bool caller_super = admits(ctx.request().roles, {std::string(kSuperAdmin)});
+          const bool caller_super = auth::role_admits(ctx.request().roles, kSuperAdmin);
           return sdk::execute<User>(
                      ctx, *s->loader, user_stream(uid), in_tenant<User>(ctx.tenant()),
                      [&](const User& u) {
@@ -806,7 +822,7 @@ void add_commands(sdk::Plugin& p, const std::shared_ptr<Service>& s) {
         }
         const auto permissions = list_or(d, "permissions", {});
         for (std::size_t i = 0; i < permissions.size(); ++i) {
-          if (!valid_permission_pattern(permissions[i])) {
+          if (!auth::valid_permission_pattern(permissions[i])) {
             return invalid("permissions/" + std::to_string(i),
                            "invalid permission pattern: " + permissions[i]);
           }
@@ -840,14 +856,14 @@ void add_commands(sdk::Plugin& p, const std::shared_ptr<Service>& s) {
         if (auto e = check_grant(ctx.request(), k.roles, ctx.tenant())) return *e;
         k.scopes = list_or(d, "scopes", {});
         for (std::size_t i = 0; i < k.scopes.size(); ++i) {
-          if (!valid_permission_pattern(k.scopes[i])) {
+          if (!auth::valid_permission_pattern(k.scopes[i])) {
             return invalid("scopes/" + std::to_string(i), "invalid scope pattern: " + k.scopes[i]);
           }
         }
         if (auto in = json::optional_int64(d, "expires_in_s")) k.expires_at = now_s() + *in;
         k.owner = actor_user(ctx.request());
         if (k.owner.empty()) k.owner = ctx.actor();
-        const auto key = new_api_key();
+        const auto key = auth::new_api_key();
         k.key_id = events::uuid_v4().to_string();
         k.prefix = key.prefix;
         k.key_hash = secret_hash(key.text());
@@ -912,11 +928,13 @@ void add_commands(sdk::Plugin& p, const std::shared_ptr<Service>& s) {
       [s](sdk::CommandContext& ctx) {
         auto d = json::parse(ctx.body());
         const auto plugin = json::require_string(d, "plugin");
-        if (!valid_service(plugin) || plugin == "*") {
-          return invalid("plugin", "a plugin name is [a-z0-9][a-z0-9_-]{0,62}");
+        if (!broker::valid_plugin_name(plugin)) {
+          return invalid("plugin",
+                         "a plugin name is [a-z0-9][a-z0-9_-]{0,62}, not store, registry, edge, "
+                         "identity, sb or amq");
         }
-        const auto perms = plugin_broker_permissions(plugin);
-        const auto user = "plugin-" + plugin;
+        const auto perms = broker::plugin_permissions(plugin);
+        const auto user = broker::plugin_user(plugin);
         const auto vhost = vhost_of(s->settings.rabbitmq_url);
         const auto password = auth::random_token(24);
         // The broker user first: the event records only what took effect.
@@ -944,12 +962,10 @@ void add_commands(sdk::Plugin& p, const std::shared_ptr<Service>& s) {
               "{\"plugin\":" + json::quoted(plugin) + ",\"broker_user\":" + json::quoted(user) +
                   ",\"vhost\":" + json::quoted(vhost) + "}"}});
         if (!out.ok) return out.response();
-        return with_members(out.response(),
-                            "\"broker_user\":" + json::quoted(user) + ",\"password\":" +
-                                json::quoted(password) + ",\"vhost\":" + json::quoted(vhost) +
-                                ",\"permissions\":{\"configure\":" + json::quoted(perms.configure) +
-                                ",\"write\":" + json::quoted(perms.write) +
-                                ",\"read\":" + json::quoted(perms.read) + "}");
+        return with_members(out.response(), "\"broker_user\":" + json::quoted(user) +
+                                                ",\"password\":" + json::quoted(password) +
+                                                ",\"vhost\":" + json::quoted(vhost) +
+                                                ",\"permissions\":" + permissions_json(perms));
       },
       {kPluginCredentialsIssued},
       "Create the RabbitMQ user plugin-<name>; the reply shows its password once (super_admin).");

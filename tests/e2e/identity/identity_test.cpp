@@ -1,6 +1,8 @@
 // The identity service through the edge's HTTP API (docs/protocol.md 11):
 // bootstrap, tenants, users, login/refresh/logout, failed-login limits, role
-// checks, API keys, tenant config, tenant isolation, plugin credentials.
+// checks, API keys, tenant config, tenant isolation, plugin credentials
+// (the broker user they create has the broker library's permissions, and
+// works as a restricted user: protocol 11.6).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +10,8 @@
 #include <regex>
 
 #include "../edge/edge_stack.hpp"
+#include "switchboard/broker/broker.hpp"
+#include "switchboard/broker/permissions.hpp"
 
 using namespace sb;
 using namespace sb::edgetest;
@@ -282,17 +286,82 @@ TEST_F(Identity, InvitationAndPluginCredentials) {
   auto creds = command(root, "issue_plugin_credentials", R"({"plugin":")" + plugin + R"("})");
   ASSERT_TRUE(created(creds)) << creds.body;
   auto cj = creds.json();
-  EXPECT_EQ(std::string(cj["broker_user"].GetString()), "plugin-" + plugin);
-  EXPECT_GE(std::string(cj["password"].GetString()).size(), 32u);
+  const std::string user = cj["broker_user"].GetString();
+  const std::string password = cj["password"].GetString();
+  const std::string vhost = cj["vhost"].GetString();
+  EXPECT_EQ(user, broker::plugin_user(plugin));
+  EXPECT_GE(password.size(), 32u);
+  // The reply shows the broker library's permissions, topic permissions too.
+  const auto expected = broker::plugin_permissions(plugin);
+  ASSERT_EQ(expected.topics.size(), 1u);
+  const auto& shown = cj["permissions"];
+  EXPECT_EQ(std::string(shown["configure"].GetString()), expected.configure);
+  EXPECT_EQ(std::string(shown["write"].GetString()), expected.write);
+  EXPECT_EQ(std::string(shown["read"].GetString()), expected.read);
+  ASSERT_EQ(shown["topics"].Size(), 1u) << creds.body;
+  EXPECT_EQ(std::string(shown["topics"][0]["exchange"].GetString()), "sb.dlx");
+  EXPECT_EQ(std::string(shown["topics"][0]["write"].GetString()), expected.topics[0].write);
+  EXPECT_EQ(std::string(shown["topics"][0]["read"].GetString()), expected.topics[0].read);
+
+  // What RabbitMQ holds (the vhost is a fresh_vhost name: nothing to encode).
   const auto& srv = tst::servers();
   httplib::Client mgmt(srv.rabbitmq_mgmt_url);
   mgmt.set_basic_auth(srv.rabbitmq_user, srv.rabbitmq_password);
   mgmt.set_connection_timeout(5, 0);
   mgmt.set_read_timeout(10, 0);
-  auto u = mgmt.Get(("/api/users/plugin-" + plugin).c_str());
+  auto u = mgmt.Get("/api/users/" + user);
   ASSERT_TRUE(u);
   EXPECT_EQ(u->status, 200);
+  auto perms = mgmt.Get("/api/permissions/" + vhost + "/" + user);
+  ASSERT_TRUE(perms);
+  ASSERT_EQ(perms->status, 200) << perms->body;
+  const auto pj = json::parse(perms->body);
+  EXPECT_EQ(std::string(pj["configure"].GetString()), expected.configure);
+  EXPECT_EQ(std::string(pj["write"].GetString()), expected.write);
+  EXPECT_EQ(std::string(pj["read"].GetString()), expected.read);
+  auto topics = mgmt.Get("/api/topic-permissions/" + vhost + "/" + user);
+  ASSERT_TRUE(topics);
+  ASSERT_EQ(topics->status, 200) << topics->body;
+  const auto tj = json::parse(topics->body);
+  ASSERT_TRUE(tj.IsArray() && tj.Size() == 1u) << topics->body;
+  EXPECT_EQ(std::string(tj[0]["exchange"].GetString()), expected.topics[0].exchange);
+  EXPECT_EQ(std::string(tj[0]["write"].GetString()), expected.topics[0].write);
+  EXPECT_EQ(std::string(tj[0]["read"].GetString()), expected.topics[0].read);
+
+  // The credentials work, as a restricted user: connected with them to the
+  // vhost, it may offer events on sb.ingest but not publish on sb.events.
+  broker::PublisherOptions po;
+  po.connection.url = "amqp://" + user + ":" + password + "@" +
+                      stack.amqp.substr(stack.amqp.rfind('@') + 1);  // base64url: no escaping
+  po.connection.name = "identity-e2e-plugin";
+  po.connection.connect_timeout = 2000ms;
+  po.topology = broker::platform_topology();  // declared passively
+  broker::Publisher pub(po);
+  auto message = [] {
+    broker::Message m;
+    m.body = "{}";
+    m.message_id = broker::new_id();
+    return m;
+  };
+  auto accepted = pub.publish(message(), {broker::kIngestExchange, "store.ingest", false, {}});
+  ASSERT_EQ(accepted.wait_for(10s), std::future_status::ready);
+  const auto ingested = accepted.get();
+  EXPECT_TRUE(ingested.ok()) << ingested.reason;
+  auto refused = pub.publish(message(), {broker::kEventsExchange, "shop.order.placed", false, {}});
+  ASSERT_EQ(refused.wait_for(10s), std::future_status::ready);
+  const auto o = refused.get();
+  EXPECT_EQ(o.status, broker::PublishStatus::failed);
+  EXPECT_NE(o.reason.find("403"), std::string::npos) << o.reason;
+  EXPECT_NE(o.reason.find("ACCESS_REFUSED"), std::string::npos) << o.reason;
+
   EXPECT_EQ(command(root, "issue_plugin_credentials", R"({"plugin":"Bad.Name"})").status, 400);
+  for (const char* reserved : {"store", "registry", "edge", "identity", "sb", "amq"}) {
+    EXPECT_EQ(command(root, "issue_plugin_credentials",
+                      std::string(R"({"plugin":")") + reserved + R"("})")
+                  .status,
+              400)
+        << reserved << ": a platform name";
+  }
   const auto admin = user_token(t, "admin", R"(["tenant_admin"])");
   EXPECT_EQ(command(admin, "issue_plugin_credentials", R"({"plugin":"x"})").status, 403);
 }

@@ -14,7 +14,7 @@ namespace {
 
 const std::string kKey = "0123456789abcdef0123456789abcdef-key-1";
 constexpr std::int64_t kNow = 1'800'000'000;
-const std::string kApiKey = "sbk_0123456789ab_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0";
+const std::string kApiKey = "sbk_0123456789ab_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3J";
 
 auth::JwtVerifier verifier() {
   auth::JwtOptions o;
@@ -112,9 +112,14 @@ TEST(Authentication, ApiKeyBadHashUnknownPrefixMalformedRevokedExpiredAreRefused
   auto wrong = kApiKey;
   wrong.back() = wrong.back() == 'A' ? 'B' : 'A';
   EXPECT_EQ(refusal(v, with({{"x-api-key", wrong}})), "unknown API key") << "bad hash";
-  EXPECT_EQ(refusal(v, with({{"x-api-key", "sbk_ffffffffffff_secret"}})), "unknown API key");
-  EXPECT_NE(refusal(v, with({{"x-api-key", "sbk_XYZ_secret"}})).find("malformed"),
-            std::string::npos);
+  EXPECT_EQ(refusal(v, with({{"x-api-key", "sbk_ffffffffffff_" + std::string(43, 's')}})),
+            "unknown API key");
+  const std::vector<std::string> malformed_keys = {"sbk_XYZ_secret", "sbk_0123456789ab_secret",
+                                                   "sbk_0123456789AB_" + std::string(43, 's')};
+  for (const auto& malformed : malformed_keys) {
+    EXPECT_NE(refusal(v, with({{"x-api-key", malformed}})).find("malformed"), std::string::npos)
+        << malformed;
+  }
   EXPECT_NE(refusal(v, with({{"x-api-key", "Bearer whatever"}})).find("malformed"),
             std::string::npos);
   // Expired.
@@ -140,12 +145,4 @@ TEST(Authentication, BothCredentialsAre400NoneIsAnonymous) {
   }
   EXPECT_FALSE(authenticate_optional(verifier(), &v, with({}), kNow));
   EXPECT_EQ(refusal(v, with({})), "no credential");
-}
-
-TEST(Authentication, ApiKeyPrefixShape) {
-  EXPECT_EQ(api_key_prefix("sbk_0123456789ab_s").value_or(""), "0123456789ab");
-  EXPECT_FALSE(api_key_prefix("sbk_0123456789AB_s"));
-  EXPECT_FALSE(api_key_prefix("sbk_0123456789ab_"));
-  EXPECT_FALSE(api_key_prefix("sbk_0123456789abc_s"));
-  EXPECT_FALSE(api_key_prefix("xbk_0123456789ab_s"));
 }

@@ -1,6 +1,10 @@
 // Bearer-token verification: only HS256 with a configured key, and every
-// way a token can be wrong is refused with the reason.
+// way a token can be wrong is refused with the reason. Passwords, secrets,
+// the API-key format (protocol 11.2), the role hierarchy and permission
+// patterns (11.4).
 #include <gtest/gtest.h>
+
+#include <regex>
 
 #include "switchboard/shared/auth.hpp"
 
@@ -171,4 +175,102 @@ TEST(Secrets, RandomTokensAreDistinctAndConstantTimeCompareIsExact) {
   EXPECT_FALSE(constant_time_equal(a, b));
   EXPECT_FALSE(constant_time_equal("abc", "abcd"));
   EXPECT_TRUE(constant_time_equal("", ""));
+}
+
+TEST(ApiKeys, NewKeysHaveTheFormatAndParseBack) {
+  const auto k = new_api_key();
+  const auto text = k.text();
+  EXPECT_TRUE(std::regex_match(text, std::regex("^sbk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$"))) << text;
+  const auto parsed = parse_api_key(text);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->prefix, k.prefix);
+  EXPECT_EQ(parsed->secret, k.secret);
+  EXPECT_EQ(parsed->text(), text);
+  EXPECT_NE(new_api_key().prefix, k.prefix);
+}
+
+TEST(ApiKeys, AnythingButExactlyTheFormatIsRefused) {
+  const std::string secret(43, 'x');
+  EXPECT_TRUE(parse_api_key("sbk_0123456789ab_" + secret));
+  EXPECT_FALSE(parse_api_key("sbk_0123456789ab_" + secret.substr(1))) << "short secret";
+  EXPECT_FALSE(parse_api_key("sbk_0123456789ab_" + secret + "x")) << "long secret";
+  EXPECT_FALSE(parse_api_key("sbk_0123456789ab_s"));
+  EXPECT_FALSE(parse_api_key("sbk_0123456789ab_"));
+  EXPECT_FALSE(parse_api_key("sbk_0123456789ab_" + std::string(42, 'x') + "="));
+  EXPECT_FALSE(parse_api_key("sbk_0123456789AB_" + secret)) << "upper-case prefix";
+  EXPECT_FALSE(parse_api_key("sbk_0123456789abc_" + secret.substr(1)));
+  EXPECT_FALSE(parse_api_key("sbx_0123456789ab_" + secret));
+  EXPECT_FALSE(parse_api_key("sbk_0123456789ab-" + secret));
+  EXPECT_FALSE(parse_api_key(""));
+}
+
+TEST(Roles, HierarchySuperAdminOverTenantAdminOverUser) {
+  EXPECT_TRUE(role_admits({"user"}, "user"));
+  EXPECT_TRUE(role_admits({"tenant_admin"}, "user"));
+  EXPECT_TRUE(role_admits({"super_admin"}, "user"));
+  EXPECT_TRUE(role_admits({"super_admin"}, "tenant_admin"));
+  EXPECT_TRUE(role_admits({"super_admin"}, "clerk")) << "super_admin passes every role check";
+  EXPECT_FALSE(role_admits({"user"}, "tenant_admin"));
+  EXPECT_FALSE(role_admits({"tenant_admin"}, "super_admin"));
+  EXPECT_FALSE(role_admits({"tenant_admin"}, "clerk"));
+  EXPECT_FALSE(role_admits({"clerk"}, "user")) << "a custom role is not in the hierarchy";
+  EXPECT_TRUE(role_admits({"clerk"}, "clerk"));
+  EXPECT_FALSE(role_admits({}, "user"));
+
+  EXPECT_TRUE(role_check_passes({}, {})) << "nothing listed: anyone";
+  EXPECT_TRUE(role_check_passes({"user"}, {}));
+  EXPECT_TRUE(role_check_passes({"tenant_admin"}, {"clerk", "user"}));
+  EXPECT_FALSE(role_check_passes({"user"}, {"tenant_admin", "clerk"}));
+  EXPECT_FALSE(role_check_passes({}, {"user"}));
+
+  EXPECT_TRUE(builtin_role("super_admin"));
+  EXPECT_TRUE(builtin_role("tenant_admin"));
+  EXPECT_TRUE(builtin_role("user"));
+  EXPECT_FALSE(builtin_role("clerk"));
+  EXPECT_FALSE(builtin_role("User"));
+
+  Principal p;
+  EXPECT_FALSE(p.super_admin());
+  p.roles = {"user", "super_admin"};
+  EXPECT_TRUE(p.super_admin());
+}
+
+TEST(Permissions, PatternSyntax) {
+  for (const char* ok : {"*", "command:orders.place", "command:orders.*", "command:*",
+                         "route:orders:GET:/orders/{id}", "route:orders:GET:*", "route:orders:*",
+                         "route:*", "route:ord*", "route:orders:GE*", "route:orders:GET:/ord*",
+                         "platform:events:read", "platform:events:*", "platform:*", "platform:rep*",
+                         "platform:events:wr*", "platform:replays:write", "comm*"}) {
+    EXPECT_TRUE(valid_permission_pattern(ok)) << ok;
+  }
+  for (const char* bad :
+       {"", "**", "*:x", "command", "command:", "command:Orders", "command:a*b", "command:.x",
+        "route:orders", "route:orders:FETCH:/x", "route:orders:GET:x", "route:Bad:GET:/x",
+        "route:orders:GET:/a?b", "platform:events", "platform:bogus:read", "platform:events:delete",
+        "unknown:x", "command:a b"}) {
+    EXPECT_FALSE(valid_permission_pattern(bad)) << bad;
+  }
+  EXPECT_TRUE(valid_permission_pattern("command:" + std::string(248, 'a')));
+  EXPECT_FALSE(valid_permission_pattern("command:" + std::string(249, 'a'))) << "over 256 bytes";
+}
+
+TEST(Permissions, PatternsMatchExactlyOrByTrailingStar) {
+  EXPECT_TRUE(permission_matches("*", "command:orders.place"));
+  EXPECT_TRUE(permission_matches("*", "platform:events:read"));
+  EXPECT_TRUE(permission_matches("command:orders.*", "command:orders.place"));
+  EXPECT_FALSE(permission_matches("command:orders.*", "command:payments.refund"));
+  EXPECT_TRUE(permission_matches("command:orders.place", "command:orders.place"));
+  EXPECT_FALSE(permission_matches("command:orders.place", "command:orders.placed"));
+  EXPECT_TRUE(permission_matches("route:orders:GET:*", "route:orders:GET:/orders/{id}"));
+  EXPECT_TRUE(permission_matches("route:orders:GET:/orders/{id}", "route:orders:GET:/orders/{id}"));
+  EXPECT_FALSE(permission_matches("", "command:orders.place"));
+  EXPECT_FALSE(permission_matches("command:orders.place*x", "command:orders.place"));
+}
+
+TEST(Permissions, EveryPlatformAreaOfTheProtocolIsAValidPattern) {
+  for (const char* area :
+       {"events", "services", "catalog", "subscriptions", "projections", "replays", "metrics"}) {
+    EXPECT_TRUE(valid_permission_pattern(std::string("platform:") + area + ":read")) << area;
+  }
+  EXPECT_FALSE(valid_permission_pattern("platform:nonsense:read"));
 }

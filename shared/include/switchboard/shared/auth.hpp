@@ -1,7 +1,8 @@
 #pragma once
 // Credentials: bearer tokens (JWS compact serialization, HS256 only),
-// passwords (Argon2id) and random secrets. Shared by the edge (verifies) and
-// the identity service (signs, hashes).
+// passwords (Argon2id), random secrets, the API-key format (docs/protocol.md
+// 11.2) and the role and permission-pattern rules (11.4). Shared by the edge
+// (verifies, authorizes) and the identity service (signs, hashes, issues).
 //
 // Verifying a token costs no network call: the keys come from config (the
 // current one and, during a rotation, the previous ones). Anything but
@@ -13,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -40,7 +42,7 @@ struct Principal {
   std::vector<std::string> scopes;
 
   bool has_role(std::string_view role) const;
-  bool super_admin() const { return has_role("super_admin"); }
+  bool super_admin() const;
   /// "user:<subject>" or "key:<subject>".
   std::string actor() const;
 };
@@ -86,6 +88,19 @@ bool constant_time_equal(std::string_view a, std::string_view b);
 /// `bytes` bytes from the OS's CSPRNG, base64url without padding.
 std::string random_token(std::size_t bytes);
 
+/// An API key `sbk_<prefix>_<secret>` (11.2): `prefix` is the lookup id,
+/// 12 lower-case hex digits; `secret` 43 base64url characters (256 random
+/// bits). Its `key_hash` is sha256_hex of the whole text.
+struct ApiKey {
+  std::string prefix;
+  std::string secret;
+  std::string text() const { return "sbk_" + prefix + "_" + secret; }
+};
+/// A fresh key: 6 random bytes as the prefix, 32 as the secret.
+ApiKey new_api_key();
+/// nullopt unless `text` has exactly the format above.
+std::optional<ApiKey> parse_api_key(std::string_view text);
+
 /// Argon2id cost. The defaults are OWASP's current minimum for Argon2id
 /// (m = 19 MiB, t = 2, p = 1; libsodium always uses p = 1).
 struct PasswordCost {
@@ -100,5 +115,34 @@ std::string hash_password(std::string_view password, const PasswordCost& cost = 
 /// Whether `password` matches `encoded` (a hash_password result). False for
 /// a malformed or non-Argon2id hash.
 bool verify_password(std::string_view encoded, std::string_view password);
+
+// Roles and permissions (11.4). Built-in roles: super_admin ⊇ tenant_admin ⊇
+// user; any other role name is a tenant's custom role, a set of permission
+// patterns. A permission key names a call: `command:<catalog name>`,
+// `route:<service>:<METHOD>:<template>` or `platform:<area>:<read|write>`; a
+// pattern is a key where one trailing `*` matches any rest.
+
+inline constexpr std::string_view kSuperAdmin = "super_admin";
+inline constexpr std::string_view kTenantAdmin = "tenant_admin";
+inline constexpr std::string_view kUser = "user";
+
+/// super_admin, tenant_admin or user.
+bool builtin_role(std::string_view role);
+/// Whether roles `held` pass a check that lists `required`: held directly or
+/// through the hierarchy (super_admin passes every role check, tenant_admin
+/// passes `user`). Custom roles grant nothing here: they grant permissions.
+bool role_admits(const std::vector<std::string>& held, std::string_view required);
+/// Whether roles `held` pass a check listing `listed` (role_admits for any of
+/// them); an empty list admits anyone.
+bool role_check_passes(const std::vector<std::string>& held,
+                       const std::vector<std::string>& listed);
+
+/// A permission key or a pattern: a key, or the start of one followed by one
+/// trailing `*` (`command:orders.*`, `route:orders:GET:*`, `*`); at most 256
+/// bytes.
+bool valid_permission_pattern(std::string_view pattern);
+/// Whether `pattern` matches the permission key: equal, or for a trailing
+/// `*`, the key starts with what precedes it.
+bool permission_matches(std::string_view pattern, std::string_view key);
 
 }  // namespace sb::auth

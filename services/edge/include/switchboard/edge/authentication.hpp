@@ -7,7 +7,9 @@
 //                                revoked, `uv` below the user's
 //                                security_version, user deactivated;
 //   X-API-Key: sbk_<prefix>_<secret>
-//                                looked up by prefix in the identity view,
+//                                parsed (auth::parse_api_key: exactly the
+//                                format of 11.2, else "malformed"), looked
+//                                up by prefix in the identity view,
 //                                SHA-256 hex of the whole key compared in
 //                                constant time, then revoked / expired.
 //
@@ -41,9 +43,5 @@ std::optional<auth::Principal> authenticate_optional(const auth::JwtVerifier& ve
                                                      std::int64_t now_epoch_s);
 auth::Principal authenticate(const auth::JwtVerifier& verifier, const HttpRequest& request,
                              std::int64_t now_epoch_s);
-
-/// The `<prefix>` of `sbk_<prefix>_<secret>` (12 lower-case hex characters,
-/// then a non-empty secret); nullopt when the key is not of that shape.
-std::optional<std::string_view> api_key_prefix(std::string_view key);
 
 }  // namespace sb::edge

@@ -6,7 +6,9 @@
 // A caller passes when it holds a role the endpoint or command lists — with
 // the hierarchy super_admin ⊇ tenant_admin ⊇ user — or one of its custom
 // roles (defined per tenant, from the identity view) has a pattern matching
-// the key. An API key must in addition have a scope matching the key.
+// the key. An API key must in addition have a scope matching the key. The
+// rules themselves (hierarchy, pattern syntax and matching) are shared with
+// the identity service: shared/auth.hpp.
 
 #include <string>
 #include <string_view>
@@ -18,18 +20,10 @@ namespace sb::edge {
 
 class IdentityView;
 
-/// A pattern is a key, where a trailing `*` matches any rest (`*` alone:
-/// everything).
-bool permission_matches(std::string_view pattern, std::string_view key);
-
 std::string command_permission(std::string_view command);
 std::string route_permission(std::string_view service, std::string_view method,
                              std::string_view path_template);
 std::string platform_permission(std::string_view area, bool write);
-
-/// Whether the principal holds `role` directly or through the built-in
-/// hierarchy (super_admin holds every role; tenant_admin holds user).
-bool holds_role(const auth::Principal& principal, std::string_view role);
 
 /// Throws HttpError 403 `forbidden` unless the principal passes the role
 /// check for `roles` (empty: any authenticated caller) — directly, by the

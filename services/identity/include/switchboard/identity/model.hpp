@@ -1,14 +1,18 @@
 #pragma once
 // The identity service's vocabulary (docs/protocol.md section 11): names and
-// their syntax, stream names, event types, role hierarchy, permission
-// patterns, the credential formats, and the broker permissions of a plugin's
-// user. Everything here is pure: no I/O, unit-tested without servers.
+// their syntax, stream names, event types and the credential formats. The
+// role hierarchy, permission patterns and the API-key format are the edge's
+// too (shared/auth.hpp); a plugin's broker permissions are the broker
+// library's (broker/permissions.hpp). Everything here is pure: no I/O,
+// unit-tested without servers.
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "switchboard/shared/auth.hpp"
 
 namespace sb::identity {
 
@@ -46,9 +50,9 @@ const std::vector<EventTypeSchema>& event_types();
 // ---------------------------------------------------------------- names
 
 inline constexpr std::string_view kPlatformTenant = "_platform";
-inline constexpr std::string_view kSuperAdmin = "super_admin";
-inline constexpr std::string_view kTenantAdmin = "tenant_admin";
-inline constexpr std::string_view kUser = "user";
+using auth::kSuperAdmin;
+using auth::kTenantAdmin;
+using auth::kUser;
 
 /// `[a-z0-9_][a-z0-9_-]{0,62}`: the edge's tenant syntax (so `_platform`
 /// is one).
@@ -61,20 +65,10 @@ std::string normalize_username(std::string_view username);
 bool valid_password(std::string_view password);
 /// A service name (`[a-z0-9][a-z0-9_-]{0,62}`, or "*").
 bool valid_service(std::string_view service);
-bool builtin_role(std::string_view role);
 /// A custom role name: `[a-z][a-z0-9_.-]{0,62}`, not a built-in one.
 bool valid_custom_role(std::string_view role);
 /// Built-in or a syntactically valid custom role.
 bool valid_role(std::string_view role);
-/// A permission key (11.4) or a pattern: a key, or a key's prefix followed
-/// by one trailing `*` (`command:orders.*`, `route:orders:GET:*`, `*`).
-bool valid_permission_pattern(std::string_view pattern);
-/// Whether `pattern` matches the permission key.
-bool permission_matches(std::string_view pattern, std::string_view key);
-/// Whether roles `held` pass a check that lists `required` with the
-/// built-in hierarchy: super_admin passes everything, tenant_admin passes
-/// `user`. An empty `required` admits anyone.
-bool admits(const std::vector<std::string>& held, const std::vector<std::string>& required);
 
 /// uuid_v5(ns, "<tenant>/<lower(username)>") as text.
 std::string user_id(std::string_view tenant, std::string_view username);
@@ -105,16 +99,8 @@ RefreshToken new_refresh_token();
 /// `[0-9a-f-]` and a 43-character base64url secret).
 std::optional<RefreshToken> parse_refresh_token(std::string_view text);
 
-/// An API key `sbk_<prefix>_<secret>`.
-struct ApiKey {
-  std::string prefix;  // 12 lower-case hex
-  std::string secret;  // 43 base64url
-  std::string text() const { return "sbk_" + prefix + "_" + secret; }
-};
-ApiKey new_api_key();
-std::optional<ApiKey> parse_api_key(std::string_view text);
-
-/// SHA-256 hex of a high-entropy secret (refresh tokens, API keys).
+/// SHA-256 hex of a high-entropy secret (refresh tokens, API keys: the text
+/// of an auth::ApiKey).
 std::string secret_hash(std::string_view secret);
 
 /// An invitation token: HMAC-SHA256 (base64url) under `key` of the tenant,
@@ -126,14 +112,6 @@ std::string invitation_token(std::string_view key, std::string_view tenant,
 
 // ---------------------------------------------------------------- broker users
 
-/// The RabbitMQ permissions of `plugin-<name>` (11.6).
-struct BrokerPermissions {
-  std::string configure;
-  std::string write;
-  std::string read;
-};
-/// Throws std::invalid_argument unless `plugin` is a valid service name.
-BrokerPermissions plugin_broker_permissions(std::string_view plugin);
 /// The vhost an amqp:// URL selects ("/" when the path is empty),
 /// percent-decoded.
 std::string vhost_of(std::string_view amqp_url);
