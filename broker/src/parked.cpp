@@ -143,6 +143,11 @@ std::vector<ParkedMessage> ParkedQueue::list(std::size_t max) const {
   return out;
 }
 
+bool ParkedQueue::untrusted(const Message& m) {
+  const auto* error = m.header_string(kErrorHeader);
+  return error != nullptr && error->rfind(kUntrustedPublisherError, 0) == 0;
+}
+
 std::size_t ParkedQueue::requeue(const std::optional<std::string>& message_id) const {
   AdminConnection c(options_);
   const std::string parked = parked_queue_name(queue_);
@@ -154,6 +159,7 @@ std::size_t ParkedQueue::requeue(const std::optional<std::string>& message_id) c
     auto got = c.get(parked);
     if (!got) break;
     if (!matches(got->message, message_id)) continue;  // stays unacked: returns on close
+    if (untrusted(got->message)) continue;             // never laundered: see consumer.hpp
     Message m = std::move(got->message);
     m.user_id.clear();  // re-published as this connection's user
     for (auto key : {kFailuresHeader, kErrorHeader, kFailedAtHeader, kPermanentHeader}) {

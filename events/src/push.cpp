@@ -1,5 +1,6 @@
 #include "switchboard/events/push.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -8,6 +9,7 @@
 #include "switchboard/events/subscription.hpp"
 #include "switchboard/events/subscription_logic.hpp"
 #include "switchboard/shared/log.hpp"
+#include "switchboard/shared/metrics.hpp"
 
 namespace sb::events {
 namespace {
@@ -21,7 +23,25 @@ bool is_replay(const broker::Message& m) {
   return false;
 }
 
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 }  // namespace
+
+std::optional<std::string> untrusted_publisher(std::string_view user_id,
+                                               const std::vector<std::string>& trusted) {
+  if (trusted.empty()) return std::nullopt;
+  if (user_id.empty()) {
+    return std::string(broker::kUntrustedPublisherError) +
+           ": no user_id (trusted: " + joined(trusted) + ")";
+  }
+  if (std::find(trusted.begin(), trusted.end(), user_id) != trusted.end()) return std::nullopt;
+  return std::string(broker::kUntrustedPublisherError) + " '" + std::string(user_id) +
+         "' (trusted: " + joined(trusted) + ")";
+}
 
 std::string push_queue_name(std::string_view group) {
   return "sub." + std::string(group);
@@ -48,7 +68,12 @@ broker::Message event_message(const Event& event, bool replay) {
 
 class PushSubscription::Impl {
  public:
-  explicit Impl(PushSubscriptionOptions options) : options_(std::move(options)) {
+  explicit Impl(PushSubscriptionOptions options)
+      : options_(std::move(options)),
+        untrusted_metric_(metrics::Registry::global().counter(
+            "sb_push_untrusted_total",
+            "push deliveries parked because their publisher is not trusted",
+            {{"group", options_.group}})) {
     validate_subscription_name(options_.group);
     if (options_.topics.empty()) throw InvalidValue("push subscription: no topics");
     for (const auto& t : options_.topics) validate_type_pattern(t);
@@ -183,7 +208,22 @@ class PushSubscription::Impl {
     status_.last_error = what;
   }
 
+  /// Parks (PermanentError) a delivery whose validated publisher is not
+  /// trusted, before anything of it is decoded or handled.
+  void check_publisher(const broker::Delivery& d) {
+    auto why = untrusted_publisher(d.message.user_id, options_.trusted_publishers);
+    if (!why) return;
+    untrusted_metric_.inc();
+    {
+      std::lock_guard lk(mu_);
+      ++status_.untrusted;
+      status_.last_error = *why;
+    }
+    throw broker::PermanentError(*why);  // the consumer parks it with x-sb-error and logs
+  }
+
   void on_delivery(const broker::Delivery& d) {
+    check_publisher(d);
     try {
       const Event e = decode(d.message);
       const bool replay = is_replay(d.message);
@@ -196,6 +236,10 @@ class PushSubscription::Impl {
   }
 
   void on_overflow(const broker::Delivery& d) {
+    // Dead-lettering keeps the user_id, so what overflowed from sub.<group>
+    // passes; a message put straight into the overflow queue by name could
+    // otherwise make the group handle any stored position.
+    check_publisher(d);
     try {
       const Event e = decode(d.message);
       sb::log::warn("push subscription queue overflowed; catching up from the store",
@@ -314,6 +358,7 @@ class PushSubscription::Impl {
   }
 
   PushSubscriptionOptions options_;
+  metrics::Counter& untrusted_metric_;
   std::unique_ptr<EventReader> reader_;
   std::unique_ptr<broker::Consumer> consumer_;
   std::unique_ptr<broker::Consumer> overflow_consumer_;

@@ -850,6 +850,17 @@ class AdminApi::Impl {
     if (!mine) not_found(group, *q.message_id);
   }
 
+  bool parked_untrusted(const broker::ParkedQueue& queue, const std::string& id) const {
+    try {
+      const auto got = queue.list(options_.parked_scan);
+      return std::any_of(got.begin(), got.end(), [&](const broker::ParkedMessage& p) {
+        return p.message.message_id == id && broker::ParkedQueue::untrusted(p.message);
+      });
+    } catch (const broker::BrokerError&) {
+      return false;
+    }
+  }
+
   [[noreturn]] static void not_found(const std::string& group, const std::string& id) {
     throw HttpError(
         404, "parked_message_not_found", "no such parked message in this group",
@@ -867,7 +878,16 @@ class AdminApi::Impl {
     } catch (const broker::BrokerError& e) {
       broker_failure(e, group);
     }
-    if (q.message_id && n == 0) not_found(group, *q.message_id);
+    if (q.message_id && n == 0) {
+      if (retry && parked_untrusted(queue, *q.message_id)) {
+        throw HttpError(409, "untrusted_publisher",
+                        "this message was parked because its broker publisher is not trusted; "
+                        "it is never requeued (drop it)",
+                        "{\"group\":" + json::quoted(group) +
+                            ",\"message_id\":" + json::quoted(*q.message_id) + "}");
+      }
+      not_found(group, *q.message_id);
+    }
     log::info(
         retry ? "edge admin: parked messages requeued" : "edge admin: parked messages dropped",
         {{"group", group},

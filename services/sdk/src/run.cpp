@@ -127,8 +127,15 @@ config::Schema config_schema(std::string_view service) {
       .optional("plugin.heartbeat_interval", config::Type::duration, "2s", "heartbeat interval")
       .optional("plugin.default_deadline", config::Type::duration, "30s",
                 "deadline of a request that states none")
-      .optional("plugin.instance_id", config::Type::string, "",
-                "instance id (empty: a fresh UUID)");
+      .optional("plugin.instance_id", config::Type::string, "", "instance id (empty: a fresh UUID)")
+      .optional("rabbitmq.store_user", config::Type::string,
+                broker::platform_user(broker::PlatformService::store),
+                "the store's broker user: push reactions handle events it published (empty: "
+                "none; with rabbitmq.edge_user empty too, push reactions check no publisher)")
+      .optional("rabbitmq.edge_user", config::Type::string,
+                broker::platform_user(broker::PlatformService::edge),
+                "the edge's broker user: push reactions handle the replays and requeues it "
+                "published (empty: none)");
   return s;
 }
 
@@ -142,6 +149,10 @@ Options options_from_config(const config::Config& cfg) {
   o.rpc_prefetch = static_cast<std::uint16_t>(
       std::clamp<std::int64_t>(cfg.get_int("plugin.rpc_prefetch"), 1, 65535));
   o.default_deadline = cfg.get_duration("plugin.default_deadline");
+  o.trusted_publishers.clear();
+  for (const auto* key : {"rabbitmq.store_user", "rabbitmq.edge_user"}) {
+    if (auto user = cfg.get_string(key); !user.empty()) o.trusted_publishers.push_back(user);
+  }
   if (o.heartbeat_interval < std::chrono::milliseconds(100)) {
     throw config::Error("plugin.heartbeat_interval", "must be at least 100ms");
   }

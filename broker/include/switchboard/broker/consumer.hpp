@@ -36,6 +36,11 @@ inline constexpr std::string_view kErrorHeader = "x-sb-error";         // last e
 inline constexpr std::string_view kFailedAtHeader = "x-sb-failed-at";  // "ms,ms,..." epoch ms
 inline constexpr std::string_view kOriginQueueHeader = "x-sb-origin-queue";
 inline constexpr std::string_view kPermanentHeader = "x-sb-permanent";  // bool: PermanentError
+/// How kErrorHeader starts when a consumer refused a message for its
+/// publisher (events/push: not a trusted user_id). ParkedQueue::requeue never
+/// puts such a message back: republished by the operator's connection it
+/// would look trusted. Drop it instead.
+inline constexpr std::string_view kUntrustedPublisherError = "untrusted publisher";
 /// The original publisher's user_id, kept when a consumer moves a message to
 /// a retry or parked queue (that publish carries the consumer's own user).
 /// On delivery it is honoured only when the message's user_id is the
@@ -133,6 +138,9 @@ class ParkedQueue {
   /// Re-publishes (with confirm) to the original queue with a fresh attempt
   /// count, then removes from the parked queue. Only `message_id` when given.
   std::size_t requeue(const std::optional<std::string>& message_id = std::nullopt) const;
+  /// Whether a parked message was refused for its publisher (kErrorHeader
+  /// starts with kUntrustedPublisherError); requeue() leaves those parked.
+  static bool untrusted(const Message& m);
   /// Removes parked messages. Only `message_id` when given.
   std::size_t drop(const std::optional<std::string>& message_id = std::nullopt) const;
 

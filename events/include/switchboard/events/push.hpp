@@ -28,6 +28,17 @@
 // A delivery with header `x-sb-replay: true` bypasses deduplication (that is
 // what a targeted replay is for). A plain handler is not deduplicated: it
 // must be idempotent.
+//
+// Trusted publishers (protocol §10.1, §11.6): every broker user may write to
+// `amq.default`, so anyone can publish into `sub.<group>` (or its overflow
+// queue) by name. With `trusted_publishers` set, a delivery is handled only
+// when its broker-validated publisher (Message::user_id; for a message this
+// consumer moved to its own retry queue, the original publisher the broker
+// library restores from x-sb-user-id) is in the list: the store's user (it
+// alone writes sb.events), the edge's (replays and requeued parked messages)
+// and the consumer's own. Anything else is parked at once (PermanentError,
+// x-sb-error says why), counted (PushStatus::untrusted and
+// sb_push_untrusted_total{group}), and never reaches the handler.
 
 #include <atomic>
 #include <chrono>
@@ -54,6 +65,12 @@ namespace sb::events {
 inline constexpr std::string_view kReplayHeader = "x-sb-replay";
 inline constexpr std::string_view kPositionHeader = "position";
 inline constexpr std::string_view kTenantHeader = "tenant";
+
+/// Why a delivery whose validated publisher is `user_id` must not be handled,
+/// or nullopt when it may: `trusted` is empty (the check is off) or holds
+/// `user_id`. A missing user_id (empty) is never trusted by a non-empty list.
+std::optional<std::string> untrusted_publisher(std::string_view user_id,
+                                               const std::vector<std::string>& trusted);
 
 /// "sub.<group>" and "sub.<group>.overflow".
 std::string push_queue_name(std::string_view group);
@@ -82,6 +99,10 @@ struct PushSubscriptionOptions {
   /// How often recorded overflow is looked for (also woken when recorded).
   std::chrono::milliseconds overflow_poll{1000};
   bool migrate = true;
+  /// Broker users whose deliveries are handled (see the header comment).
+  /// Empty: the check is off, any publisher is handled (the SDK always sets
+  /// it: the store's and the edge's users plus its own).
+  std::vector<std::string> trusted_publishers;
   /// Exactly one of these.
   PushTxHandler tx_handler;
   PushHandler handler;
@@ -95,6 +116,7 @@ struct PushStatus {
   std::uint64_t overflowed = 0;  // dropped from the full queue, recorded
   std::uint64_t caught_up = 0;   // overflowed events handled from the store
   std::uint64_t failures = 0;
+  std::uint64_t untrusted = 0;  // parked: publisher not in trusted_publishers
   std::int64_t overflow_pending = 0;
   Position last_position;  // the highest position handled
   Position head;           // the store's head, as last read (needs a pool)

@@ -40,6 +40,7 @@
 #include <string_view>
 #include <vector>
 
+#include "switchboard/broker/permissions.hpp"
 #include "switchboard/events/envelope.hpp"
 #include "switchboard/events/subscription.hpp"
 #include "switchboard/events/types.hpp"
@@ -397,7 +398,22 @@ struct Options {
   std::chrono::milliseconds reaction_deadline{30000};
   /// Where command appends go; null: `store.append` over RPC (tests pass a fake).
   std::shared_ptr<StoreClient> store_client;
+  /// Broker users whose events push reactions handle (protocol §10.1,
+  /// §11.6): the store's (it alone publishes sb.events) and the edge's
+  /// (replays, requeued parked messages); the login user of rabbitmq_url is
+  /// added (see push_trusted_publishers). Anything else is parked unhandled.
+  /// Empty: no check at all (not recommended).
+  std::vector<std::string> trusted_publishers{broker::platform_user(broker::PlatformService::store),
+                                              broker::platform_user(broker::PlatformService::edge)};
 };
+
+/// What push reactions get as events::PushSubscriptionOptions::
+/// trusted_publishers: `options.trusted_publishers` plus the user
+/// `options.rabbitmq_url` logs in as (percent-decoded; "guest" when the URL
+/// names none, as rabbitmq-c does), so messages this process moved to its own
+/// retry queues, and in a test harness where every process shares one user,
+/// everything, pass. Empty when `options.trusted_publishers` is (check off).
+std::vector<std::string> push_trusted_publishers(const Options& options);
 
 struct Stats {
   std::uint64_t requests = 0;  // routed requests answered
@@ -446,7 +462,8 @@ class PluginHost : public app::Component {
 /// (admin HTTP), plugin.transport ("" = as declared, amqp, http),
 /// plugin.http_host, plugin.http_port, plugin.advertise_host,
 /// plugin.http_threads, plugin.rpc_workers, plugin.heartbeat_interval,
-/// plugin.instance_id.
+/// plugin.instance_id, rabbitmq.store_user and rabbitmq.edge_user (the
+/// trusted publishers of push reactions; both empty: no check).
 config::Schema config_schema(std::string_view service);
 Options options_from_config(const config::Config& cfg);
 /// A pool on postgres.url (throws config::Error when it is not set).
