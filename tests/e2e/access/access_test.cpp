@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "../edge/edge_stack.hpp"
+#include "switchboard/broker/broker.hpp"
 #include "switchboard/events/time.hpp"
 #include "switchboard/shared/auth.hpp"
 
@@ -493,4 +494,51 @@ TEST_F(Access, AServiceDisabledForATenantIs403ForThatTenantOnly) {
   EXPECT_EQ(r.status, 403) << r.body;
   EXPECT_EQ(h.get("/api/vault/items/x", bearer(ann.access)).status, 404);  // acme unaffected
   EXPECT_EQ(me_status(hal.access), 200);  // identity is always enabled
+}
+
+TEST_F(Access, TenantConfigChangesReachAServiceLiveAndStayInTheirTenant) {
+  // A service's subscriber on sb.events, as any plugin would bind it.
+  broker::ConsumerOptions co;
+  co.connection.url = stack_->amqp;
+  co.connection.name = "access-config";
+  broker::Consumer consumer(co);
+  broker::QueueSpec q;
+  q.name = "access-config-" + tst::unique_name("q");
+  q.durable = false;
+  q.auto_delete = true;
+  broker::Topology t;
+  t.queues.push_back(q);
+  t.bindings.push_back({q.name, broker::kEventsExchange, "identity.config.*"});
+  consumer.declare(t);
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::string>> seen;  // type, body
+  broker::ConsumeOptions opts;
+  opts.retry.enabled = false;
+  consumer.consume(q, opts, [&](const broker::Delivery& d) {
+    std::lock_guard lock(mu);
+    seen.emplace_back(d.message.type, d.message.body);
+  });
+  auto ann = login(acme(), "ann");
+  const auto key = uid("feature");
+  auto r = command(ann.access, "identity", "set_config",
+                   R"({"key":")" + key + R"(","value":{"enabled":true,"limit":5}})");
+  ASSERT_TRUE(r.status == 200 || r.status == 201) << r.body;
+  auto saw = [&](const std::string& type) {
+    std::lock_guard lock(mu);
+    for (const auto& [ty, body] : seen) {
+      if (ty == type && body.find(key) != std::string::npos) return body;
+    }
+    return std::string();
+  };
+  ASSERT_TRUE(tst::wait_until([&] { return !saw("identity.config.set").empty(); }, 10s));
+  const auto body = saw("identity.config.set");
+  EXPECT_NE(body.find("\"tenant\":\"" + acme() + "\""), std::string::npos) << body;
+  EXPECT_NE(body.find("\"limit\":5"), std::string::npos) << body;
+  r = command(ann.access, "identity", "unset_config", R"({"key":")" + key + R"("})");
+  ASSERT_TRUE(r.status == 200 || r.status == 201) << r.body;
+  EXPECT_TRUE(tst::wait_until([&] { return !saw("identity.config.unset").empty(); }, 10s));
+  // Another tenant's admin neither reads it nor sees it in its own config.
+  auto gus = login(globex(), "gus");
+  Http h(stack_->edge_port);
+  EXPECT_EQ(h.get("/api/identity/config/" + key, bearer(gus.access)).status, 404);
 }
