@@ -15,6 +15,7 @@
 #include "switchboard/events/limits.hpp"
 #include "switchboard/shared/json.hpp"
 #include "switchboard/shared/log.hpp"
+#include "switchboard/shared/rwlock.hpp"
 
 namespace sb::events {
 namespace {
@@ -272,7 +273,7 @@ std::string describe_json(const CommandInfo& info) {
 struct Catalog::Impl {
   // Guards the maps. Entries are immutable and replaced whole, so readers
   // hold it only to copy a pointer.
-  mutable std::shared_mutex mutex;
+  mutable WriterPreferringMutex mutex;
   // Serialises writers, and with them the notifications, so listeners see
   // changes in catalog_version order.
   std::mutex write_mutex;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "switchboard/events/envelope.hpp"
+#include "switchboard/shared/rwlock.hpp"
 
 namespace sb::edge {
 
@@ -129,7 +130,8 @@ class IdentityView {
   void apply_session(const events::Event& e, std::string_view what);
 
   std::int64_t session_leeway_s_;
-  mutable std::shared_mutex mu_;
+  // Writer-preferring: a revocation is applied even while every HTTP worker reads.
+  mutable WriterPreferringMutex mu_;
   Map<TenantPolicy> tenants_;
   Map<UserState> users_;
   Map<std::int64_t> revoked_sessions_;   // session id -> keep until (epoch s)
