@@ -24,22 +24,25 @@ class Identity : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto& srv = tst::servers();
-    identity =
-        std::make_unique<Proc>("sb-identity", "services/identity/sb-identity",
-                               std::map<std::string, std::string>{
-                                   {"SB_POSTGRES_URL", stack.db},
-                                   {"SB_RABBITMQ_URL", stack.amqp},
-                                   {"SB_REDIS_URL", srv.redis_url},
-                                   {"SB_HTTP_PORT", "0"},
-                                   {"SB_AUTH_JWT_SECRET", kJwtSecret},
-                                   {"SB_IDENTITY_BOOTSTRAP_USERNAME", "root"},
-                                   {"SB_IDENTITY_BOOTSTRAP_PASSWORD", kRootPassword},
-                                   // A cheap Argon2id for tests (development mode allows it).
-                                   {"SB_IDENTITY_PASSWORD_MEMORY_KIB", "64"},
-                                   {"SB_IDENTITY_PASSWORD_OPS", "1"},
-                                   {"SB_RABBITMQ_MANAGEMENT_URL", srv.rabbitmq_mgmt_url},
-                                   {"SB_RABBITMQ_MANAGEMENT_USER", srv.rabbitmq_user},
-                                   {"SB_RABBITMQ_MANAGEMENT_PASSWORD", srv.rabbitmq_password}});
+    identity = std::make_unique<Proc>(
+        "sb-identity", "services/identity/sb-identity",
+        std::map<std::string, std::string>{
+            {"SB_POSTGRES_URL", stack.db},
+            {"SB_RABBITMQ_URL", stack.amqp},
+            {"SB_REDIS_URL", srv.redis_url},
+            {"SB_HTTP_PORT", "0"},
+            {"SB_AUTH_JWT_SECRET", kJwtSecret},
+            {"SB_IDENTITY_BOOTSTRAP_USERNAME", "root"},
+            {"SB_IDENTITY_BOOTSTRAP_PASSWORD", kRootPassword},
+            // A cheap Argon2id for tests (development mode allows it).
+            {"SB_IDENTITY_PASSWORD_MEMORY_KIB", "64"},
+            {"SB_IDENTITY_PASSWORD_OPS", "1"},
+            // Every test logs in from 127.0.0.1 against one Redis: the per-address
+            // limit would couple the tests (the per-user limit is what they check).
+            {"SB_IDENTITY_LOGIN_ADDRESS_FAILURES", "1000000"},
+            {"SB_RABBITMQ_MANAGEMENT_URL", srv.rabbitmq_mgmt_url},
+            {"SB_RABBITMQ_MANAGEMENT_USER", srv.rabbitmq_user},
+            {"SB_RABBITMQ_MANAGEMENT_PASSWORD", srv.rabbitmq_password}});
     // Bootstrapped and routed: the root can log in.
     ASSERT_TRUE(tst::wait_until(
         [&] { return login("_platform", "root", kRootPassword).status == 200; }, 60s, 100ms))
