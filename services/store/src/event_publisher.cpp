@@ -47,9 +47,6 @@ broker::Message to_message(const events::Event& e) {
   msg.persistent = true;
   msg.headers["position"] = e.position.value();
   msg.headers["tenant"] = e.tenant.value();
-  msg.headers[std::string(broker::kCorrelationIdHeader)] = e.correlation_id.value();
-  if (e.causation_id)
-    msg.headers[std::string(broker::kCausationIdHeader)] = e.causation_id->value();
   if (e.meta.is_object()) {
     const auto& meta = e.meta.value();
     auto it = meta.FindMember("traceparent");
