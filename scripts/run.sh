@@ -22,12 +22,13 @@ if [[ -x "$root/build/release/services/identity/sb-identity" ]]; then processes+
 mkdir -p "$run/log" "$run/pids"
 scripts/servers.sh up "$run/servers"
 
-# Ports of the platform's own processes: chosen free once, then kept.
+# Ports of the platform's own processes: chosen free once, then kept; below
+# the kernel's ephemeral range (32768+), like the servers' (servers.sh).
 touch "$run/platform.env"
 pick() {
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % 22000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
        ! grep -q "=$p\$" "$run/servers/ports" "$run/platform.env"; then
       echo "$p"; return
