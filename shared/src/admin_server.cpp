@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "switchboard/shared/http_bind.hpp"
 #include "switchboard/shared/json.hpp"
 #include "switchboard/shared/log.hpp"
 #include "switchboard/shared/metrics.hpp"
@@ -91,16 +92,7 @@ void AdminServer::start() {
   s.Get("/metrics", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics::Registry::global().render(), "text/plain; version=0.0.4");
   });
-  int port = impl_->options.port;
-  if (port == 0) {
-    port = s.bind_to_any_port(impl_->options.host.c_str());
-  } else if (!s.bind_to_port(impl_->options.host.c_str(), port)) {
-    port = -1;
-  }
-  if (port <= 0) {
-    throw std::runtime_error("admin http: cannot bind " + impl_->options.host + ":" +
-                             std::to_string(impl_->options.port));
-  }
+  const int port = http::bind_server(s, impl_->options.host, impl_->options.port, "admin http");
   impl_->port = port;
   impl_->serving = true;
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });

@@ -14,6 +14,7 @@
 #include "switchboard/broker/rpc.hpp"
 #include "switchboard/edge/identity_feed.hpp"
 #include "switchboard/events/head_signals.hpp"
+#include "switchboard/shared/http_bind.hpp"
 #include "switchboard/shared/json.hpp"
 #include "switchboard/shared/log.hpp"
 #include "switchboard/shared/metrics.hpp"
@@ -310,15 +311,7 @@ void Edge::start() {
         return httplib::Server::HandlerResponse::Handled;
       }));
 
-  int port = o.port;
-  if (port == 0) {
-    port = s.bind_to_any_port(o.host.c_str());
-  } else if (!s.bind_to_port(o.host.c_str(), port)) {
-    port = -1;
-  }
-  if (port <= 0) {
-    throw std::runtime_error("edge: cannot bind " + o.host + ":" + std::to_string(o.port));
-  }
+  const int port = http::bind_server(s, o.host, o.port, "edge");
   impl_->port = port;
   impl_->serving = true;
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });

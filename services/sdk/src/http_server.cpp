@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "switchboard/shared/http_bind.hpp"
 #include "switchboard/shared/log.hpp"
 
 namespace sb::sdk::detail {
@@ -137,17 +138,8 @@ void HttpServer::start() {
   s.Patch(".*", h);
   s.Delete(".*", h);
   s.Options(".*", h);
-  int port = impl_->options.port;
   const auto& host = impl_->options.host;
-  if (port == 0) {
-    port = s.bind_to_any_port(host.c_str());
-  } else if (!s.bind_to_port(host.c_str(), port)) {
-    port = -1;
-  }
-  if (port <= 0) {
-    throw std::runtime_error(impl_->options.name + ": cannot bind " + host + ":" +
-                             std::to_string(impl_->options.port));
-  }
+  const int port = http::bind_server(s, host, impl_->options.port, impl_->options.name);
   impl_->port = port;
   impl_->serving = true;
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
