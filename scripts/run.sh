@@ -98,6 +98,21 @@ token="$(SB_CONFIG= "$root/build/release/services/edge/sb-edge" token --sub dev 
   --roles super_admin --ttl 43200)"
 identity_lines=""
 if [[ " ${processes[*]} " == *" identity "* ]]; then
+  # Ready is not yet usable: wait until the edge routes to identity and the
+  # bootstrap admin is stored, so the login printed below works at once.
+  deadline=$((SECONDS + 30))
+  until curl -fsS -H "Authorization: Bearer $token" "$edge_url/api/v1/services" 2>/dev/null |
+        grep -q '"name":"identity","versions":\[{' &&
+        curl -fsS -H "Authorization: Bearer $token" \
+          "$edge_url/api/v1/events?type=identity.user.registered&tenant=_platform" 2>/dev/null |
+        grep -Eq '"username": ?"admin"'; do
+    if ((SECONDS >= deadline)); then
+      echo "run: the edge does not route to identity, or the admin was not created, after 30 s;" \
+        "see $run/log/identity.log" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
   identity_lines="  Identity (admin):     http://127.0.0.1:$SB_IDENTITY_HTTP_PORT   (/health, /ready, /metrics)
   Admin login:          tenant _platform, user admin, password $SB_IDENTITY_BOOTSTRAP_PASSWORD
                         (POST $edge_url/api/identity/login; kept in .run/platform.env)
