@@ -124,7 +124,7 @@ std::vector<Header> client_headers(const httplib::Request& req) {
   return out;
 }
 
-HttpRequest convert(const httplib::Request& req) {
+HttpRequest convert(const httplib::Request& req, const std::vector<std::string>& trusted_proxies) {
   HttpRequest r;
   r.method = req.method;
   const auto& target = req.target.empty() ? req.path : req.target;
@@ -133,7 +133,7 @@ HttpRequest convert(const httplib::Request& req) {
   if (q != std::string::npos) r.query = target.substr(q + 1);
   r.headers = client_headers(req);
   r.body = req.body;
-  r.remote_addr = req.remote_addr;
+  r.remote_addr = client_address(req.remote_addr, r.header("x-forwarded-for"), trusted_proxies);
   return r;
 }
 
@@ -289,7 +289,7 @@ void Edge::start() {
     return httplib::Server::HandlerResponse::Unhandled;
   });
   auto handler = [this](const httplib::Request& req, httplib::Response& res) {
-    write(impl_->gateway->handle(convert(req)), res);
+    write(impl_->gateway->handle(convert(req, impl_->options.trusted_proxies)), res);
   };
   const char* any = R"(/.*)";
   s.Get(any, handler);
@@ -366,6 +366,9 @@ config::Schema config_schema() {
       .optional("edge.max_in_flight", config::Type::integer, "1024",
                 "requests handled at once before 503 overloaded")
       .optional("edge.max_body_bytes", config::Type::integer, "1048576", "413 above this")
+      .optional("edge.trusted_proxies", config::Type::string, "",
+                "comma-separated proxy addresses / IPv4 CIDRs whose X-Forwarded-For names the "
+                "client (rate limits, login lockout); empty: the socket's peer")
       .optional("edge.max_header_bytes", config::Type::integer, "16384", "431 above this")
       .optional("edge.max_headers", config::Type::integer, "100", "431 above this many headers")
       .optional("edge.command_timeout", config::Type::duration, "10s",
@@ -428,6 +431,14 @@ void build(app::Lifecycle& lifecycle, const config::Config& cfg) {
   if (!cfg.has("redis.url")) throw config::Error("redis.url", "required by the edge");
   EdgeOptions o;
   o.host = cfg.get_string("http.host");
+  for (auto rest = std::string_view(cfg.get_string("edge.trusted_proxies")); !rest.empty();) {
+    const auto comma = rest.find(',');
+    auto item = rest.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty()) o.trusted_proxies.emplace_back(item);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
   o.port = static_cast<int>(cfg.get_int("http.port"));
   o.threads = static_cast<int>(cfg.get_int("http.threads"));
   o.accept_queue = static_cast<std::size_t>(cfg.get_int("http.accept_queue"));

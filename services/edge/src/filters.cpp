@@ -113,6 +113,69 @@ std::vector<Header> passthrough_headers(const HttpRequest& request) {
   return out;
 }
 
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+std::optional<std::uint32_t> ipv4(std::string_view s) {
+  std::uint32_t out = 0;
+  for (int part = 0; part < 4; ++part) {
+    const auto dot = s.find('.');
+    const auto piece = part < 3 ? s.substr(0, dot) : s;
+    if (piece.empty() || piece.size() > 3 || (part < 3 && dot == std::string_view::npos)) {
+      return std::nullopt;
+    }
+    auto v = parse_int(piece);
+    if (!v || *v < 0 || *v > 255) return std::nullopt;
+    out = (out << 8) | static_cast<std::uint32_t>(*v);
+    if (part < 3) s.remove_prefix(dot + 1);
+  }
+  return out;
+}
+
+bool trusted(std::string_view address, const std::vector<std::string>& proxies) {
+  for (const auto& p : proxies) {
+    const std::string_view entry(p);
+    const auto slash = entry.find('/');
+    if (slash == std::string_view::npos) {
+      if (entry == address) return true;
+      continue;
+    }
+    auto net = ipv4(entry.substr(0, slash));
+    auto bits = parse_int(entry.substr(slash + 1));
+    auto a = ipv4(address);
+    if (!net || !bits || *bits < 0 || *bits > 32 || !a) continue;
+    const std::uint32_t mask =
+        *bits == 0 ? 0 : ~std::uint32_t{0} << (32 - static_cast<std::uint32_t>(*bits));
+    if ((*a & mask) == (*net & mask)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string client_address(std::string_view peer, const std::string* x_forwarded_for,
+                           const std::vector<std::string>& trusted_proxies) {
+  if (trusted_proxies.empty() || x_forwarded_for == nullptr || !trusted(peer, trusted_proxies)) {
+    return std::string(peer);
+  }
+  std::string_view rest(*x_forwarded_for);
+  std::string_view leftmost;
+  while (!rest.empty()) {
+    const auto comma = rest.rfind(',');
+    const auto hop = trim(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(0, comma);
+    if (hop.empty()) continue;
+    leftmost = hop;
+    if (!trusted(hop, trusted_proxies)) return std::string(hop.substr(0, 64));
+  }
+  return leftmost.empty() ? std::string(peer) : std::string(leftmost.substr(0, 64));
+}
+
 std::string request_fingerprint(const HttpRequest& request) {
   std::string data = request.method;
   data += ' ';

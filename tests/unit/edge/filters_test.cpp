@@ -170,3 +170,27 @@ TEST(Http, PercentDecodingAndQueryParameters) {
       e.body,
       R"({"error":{"code":"wrong_expected_version","message":"conflict","details":{"current_version":3}}})");
 }
+
+TEST(ClientAddress, ForwardedForIsBelievedOnlyFromATrustedProxy) {
+  const std::string xff = "203.0.113.7, 10.1.2.3";
+  // No trusted proxies: the socket's peer, whatever the header says.
+  EXPECT_EQ(client_address("198.51.100.1", &xff, {}), "198.51.100.1");
+  // A peer that is not a trusted proxy: its own address.
+  EXPECT_EQ(client_address("198.51.100.1", &xff, {"10.0.0.0/8"}), "198.51.100.1");
+  // A trusted proxy: the right-most untrusted hop (the proxy chain is skipped).
+  EXPECT_EQ(client_address("10.9.9.9", &xff, {"10.0.0.0/8"}), "203.0.113.7");
+  EXPECT_EQ(client_address("127.0.0.1", &xff, {"127.0.0.1"}), "10.1.2.3");
+  // A client cannot hide behind a forged left-most entry.
+  const std::string forged = "1.1.1.1, 203.0.113.7";
+  EXPECT_EQ(client_address("10.0.0.1", &forged, {"10.0.0.0/8"}), "203.0.113.7");
+  // All hops trusted: the left-most; no header: the peer.
+  const std::string inner = "10.0.0.2,10.0.0.3";
+  EXPECT_EQ(client_address("10.0.0.1", &inner, {"10.0.0.0/8"}), "10.0.0.2");
+  EXPECT_EQ(client_address("10.0.0.1", nullptr, {"10.0.0.0/8"}), "10.0.0.1");
+  // CIDR edges and junk entries.
+  EXPECT_EQ(client_address("192.168.1.255", &xff, {"192.168.1.0/24"}), "10.1.2.3");
+  EXPECT_EQ(client_address("192.168.2.0", &xff, {"192.168.1.0/24"}), "192.168.2.0");
+  EXPECT_EQ(client_address("10.0.0.1", &xff, {"10.0.0.0/33", "nonsense/8", "10.0.0"}), "10.0.0.1");
+  // Everything trusted: the left-most hop.
+  EXPECT_EQ(client_address("10.0.0.1", &xff, {"0.0.0.0/0"}), "203.0.113.7");
+}

@@ -32,6 +32,9 @@ struct EdgeOptions {
   std::size_t accept_queue = 256;
   std::chrono::seconds keep_alive{30};
   std::chrono::seconds read_timeout{10};
+  /// Proxies whose X-Forwarded-For is believed (filters.hpp client_address):
+  /// addresses or IPv4 CIDR blocks. Empty: the socket's peer is the client.
+  std::vector<std::string> trusted_proxies;
   GatewayOptions gateway;
   auth::JwtOptions jwt;
   broker::ConnectionOptions broker;

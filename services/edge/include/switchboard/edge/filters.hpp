@@ -61,6 +61,14 @@ std::optional<std::int64_t> min_position(const HttpRequest& request);
 /// Content-Length, and any X-SB-* a caller tried to set itself.
 std::vector<Header> passthrough_headers(const HttpRequest& request);
 
+/// The caller's address: `peer` (the socket's), unless `peer` is one of
+/// `trusted_proxies` — then the right-most `X-Forwarded-For` entry that is
+/// not a trusted proxy (the left-most when all are). Entries of
+/// `trusted_proxies` are addresses or IPv4 CIDR blocks ("10.0.0.0/8").
+/// Without trusted proxies X-Forwarded-For is ignored: any client can set it.
+std::string client_address(std::string_view peer, const std::string* x_forwarded_for,
+                           const std::vector<std::string>& trusted_proxies);
+
 /// Fingerprint of a command request for idempotency: method, path, body.
 std::string request_fingerprint(const HttpRequest& request);
 
