@@ -365,3 +365,11 @@ std::int64_t now_epoch_ms() {
 }
 
 }  // namespace sb::broker::detail
+
+namespace sb::broker {
+
+std::string login_user(const std::string& url) {
+  return detail::parse_url(url).user;
+}
+
+}  // namespace sb::broker

@@ -81,14 +81,4 @@ auth::Principal authenticate(const auth::JwtVerifier& verifier, const IdentityVi
   return std::move(*p);
 }
 
-std::optional<auth::Principal> authenticate_optional(const auth::JwtVerifier& verifier,
-                                                     const HttpRequest& request, std::int64_t now) {
-  return authenticate_optional(verifier, nullptr, request, now);
-}
-
-auth::Principal authenticate(const auth::JwtVerifier& verifier, const HttpRequest& request,
-                             std::int64_t now) {
-  return authenticate(verifier, nullptr, request, now);
-}
-
 }  // namespace sb::edge

@@ -20,6 +20,7 @@
 #include "switchboard/shared/metrics.hpp"
 #include "switchboard/shared/pg.hpp"
 #include "switchboard/shared/process.hpp"
+#include "switchboard/shared/text.hpp"
 
 namespace sb::edge {
 
@@ -431,13 +432,9 @@ void build(app::Lifecycle& lifecycle, const config::Config& cfg) {
   if (!cfg.has("redis.url")) throw config::Error("redis.url", "required by the edge");
   EdgeOptions o;
   o.host = cfg.get_string("http.host");
-  for (auto rest = std::string_view(cfg.get_string("edge.trusted_proxies")); !rest.empty();) {
-    const auto comma = rest.find(',');
-    auto item = rest.substr(0, comma);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-    if (!item.empty()) o.trusted_proxies.emplace_back(item);
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  const auto proxies = cfg.get_string("edge.trusted_proxies");
+  for (auto proxy : text::split_list(proxies)) {
+    o.trusted_proxies.emplace_back(proxy);
   }
   o.port = static_cast<int>(cfg.get_int("http.port"));
   o.threads = static_cast<int>(cfg.get_int("http.threads"));

@@ -115,12 +115,6 @@ std::vector<Header> passthrough_headers(const HttpRequest& request) {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 std::optional<std::uint32_t> ipv4(std::string_view s) {
   std::uint32_t out = 0;
   for (int part = 0; part < 4; ++part) {
@@ -167,7 +161,7 @@ std::string client_address(std::string_view peer, const std::string* x_forwarded
   std::string_view leftmost;
   while (!rest.empty()) {
     const auto comma = rest.rfind(',');
-    const auto hop = trim(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
+    const auto hop = text::trim(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(0, comma);
     if (hop.empty()) continue;
     leftmost = hop;

@@ -416,17 +416,19 @@ class Gateway::Impl {
   // ------------------------------------------------------------ filters
   // Authentication (authentication.hpp); until the identity view has loaded,
   // a credential cannot be checked against revocations: 503, retry.
-  std::optional<auth::Principal> credential(const HttpRequest& req) {
+  void require_identity_loaded(const HttpRequest& req) const {
     if (!deps_.identity->loaded() && (req.header("authorization") || req.header("x-api-key"))) {
       throw HttpError(503, "identity_unavailable",
                       "the edge has not loaded the identity state yet; retry shortly");
     }
+  }
+  std::optional<auth::Principal> credential(const HttpRequest& req) {
+    require_identity_loaded(req);
     return authenticate_optional(*deps_.jwt, deps_.identity.get(), req, now_s());
   }
   auth::Principal authenticated(const HttpRequest& req) {
-    auto p = credential(req);
-    if (!p) return authenticate(*deps_.jwt, req, now_s());  // throws 401: no credential
-    return std::move(*p);
+    require_identity_loaded(req);
+    return authenticate(*deps_.jwt, deps_.identity.get(), req, now_s());
   }
 
   // Rate limits (rate_limit.hpp): nullopt to go on, else the 429.

@@ -5,6 +5,7 @@
 
 #include "switchboard/shared/log.hpp"
 #include "switchboard/shared/redis.hpp"
+#include "switchboard/shared/text.hpp"
 
 namespace sb::identity {
 namespace {
@@ -97,11 +98,8 @@ void LoginGuard::succeeded(std::string_view tenant, std::string_view username) {
   }
 }
 
-std::string client_address(std::string_view xff) {
-  const auto comma = xff.find(',');
-  auto first = xff.substr(0, comma);
-  while (!first.empty() && (first.front() == ' ' || first.front() == '\t')) first.remove_prefix(1);
-  while (!first.empty() && (first.back() == ' ' || first.back() == '\t')) first.remove_suffix(1);
+std::string client_address(std::string_view edge_address) {
+  const auto first = text::trim(edge_address.substr(0, edge_address.find(',')));
   if (first.empty() || first.size() > 64) return "unknown";
   return std::string(first);
 }

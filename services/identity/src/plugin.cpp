@@ -181,24 +181,24 @@ Request acting(const Request& r, std::string tenant, std::string command_id, std
 
 /// The hierarchy-aware role check, again in the service (the edge checks
 /// first; this keeps a misrouted call harmless).
+std::optional<Response> refused(const Request& r, const std::vector<std::string>& roles) {
+  if (!auth::role_check_passes(r.roles, roles)) {
+    return forbidden("the caller lacks the role this needs");
+  }
+  if (!valid_tenant(r.tenant)) return forbidden("the caller acts for no valid tenant");
+  return std::nullopt;
+}
+
 sdk::CommandHandler guarded(std::vector<std::string> roles, sdk::CommandHandler handler) {
   return [roles = std::move(roles), handler = std::move(handler)](sdk::CommandContext& ctx) {
-    if (!auth::role_check_passes(ctx.request().roles, roles)) {
-      return Response::error(403, "forbidden", "the caller lacks the role this needs");
-    }
-    if (!valid_tenant(ctx.tenant())) {
-      return Response::error(403, "forbidden", "the caller acts for no valid tenant");
-    }
+    if (auto no = refused(ctx.request(), roles)) return *no;
     return handler(ctx);
   };
 }
 
 sdk::RequestHandler guarded(std::vector<std::string> roles, sdk::RequestHandler handler) {
   return [roles = std::move(roles), handler = std::move(handler)](const Request& r) {
-    if (!auth::role_check_passes(r.roles, roles)) {
-      return Response::error(403, "forbidden", "the caller lacks the role this needs");
-    }
-    if (!valid_tenant(r.tenant)) return forbidden("the caller acts for no valid tenant");
+    if (auto no = refused(r, roles)) return *no;
     return handler(r);
   };
 }
@@ -316,11 +316,13 @@ Response refresh(Service& s, const Request& r) {
   const auto tenant = first.tenant;
   const auto now = now_s();
   const auto presented_hash = secret_hash(presented->text());
+  // The user the new access token is for, read once (a rotation needs it).
+  std::optional<User> user;
   if (judge_refresh(first, presented_hash, now) == RefreshVerdict::rotate) {
     // A deactivated user or a suspended tenant gets no new access token.
-    const auto u = s.load<User>(user_stream(first.user_id), tenant);
+    user = s.load<User>(user_stream(first.user_id), tenant);
     const auto t = s.load<Tenant>(tenant_stream(tenant), tenant);
-    if (!u.exists || !u.active || !t.exists || t.suspended) return invalid_token();
+    if (!user->exists || !user->active || !t.exists || t.suspended) return invalid_token();
   }
   RefreshToken next{presented->session_id, new_refresh_token().secret};
   const auto next_hash = secret_hash(next.text());
@@ -334,15 +336,17 @@ Response refresh(Service& s, const Request& r) {
                                       expires_at = st.expires_at;
                                       return refresh_session(st, presented_hash, next_hash, now);
                                     });
-  if (done.kind == sdk::Executed::Kind::refused) return done.response();
   if (done.kind != sdk::Executed::Kind::appended) return done.response();
   if (verdict == RefreshVerdict::reuse) {
     log::warn("refresh token reused: session revoked",
               {{"tenant", tenant}, {"session", presented->session_id}});
     return invalid_token();
   }
-  const auto u = s.load<User>(user_stream(first.user_id), tenant);
-  return Response::json(token_reply(s, u, tenant, next, expires_at, now));
+  // Rotated: the session held the presented token as current when `first`
+  // was read too (a rotation replaces it with a fresh random one), so `user`
+  // is set; read it should that ever not hold.
+  if (!user) user = s.load<User>(user_stream(first.user_id), tenant);
+  return Response::json(token_reply(s, *user, tenant, next, expires_at, now));
 }
 
 Response logout(Service& s, const Request& r) {

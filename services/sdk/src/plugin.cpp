@@ -55,36 +55,6 @@ broker::ConnectionOptions connection(const Options& o, std::string name) {
   return c;
 }
 
-/// The user an amqp:// URL logs in as, the way rabbitmq-c's amqp_parse_url
-/// reads it: `amqp://user[:password]@host...`, percent-decoded; "guest"
-/// when the URL names no user.
-std::string login_user(std::string_view url) {
-  constexpr std::string_view kDefaultUser = "guest";
-  if (const auto scheme = url.find("://"); scheme != std::string_view::npos) {
-    url.remove_prefix(scheme + 3);
-  }
-  const auto authority = url.substr(0, url.find('/'));
-  const auto at = authority.find('@');
-  if (at == std::string_view::npos) return std::string(kDefaultUser);
-  const auto raw = authority.substr(0, std::min(at, authority.find(':')));
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string user;
-  for (std::size_t i = 0; i < raw.size(); ++i) {
-    if (raw[i] == '%' && i + 2 < raw.size() && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
-      user += static_cast<char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2]));
-      i += 2;
-    } else {
-      user += raw[i];
-    }
-  }
-  return user;
-}
-
 /// `store.append` over RPC: one attempt per call, bounded by the deadline.
 class RpcStoreClient final : public StoreClient {
  public:
@@ -139,7 +109,7 @@ std::string quoted_list(const std::vector<std::string>& items) {
 std::vector<std::string> push_trusted_publishers(const Options& options) {
   auto users = options.trusted_publishers;
   if (users.empty()) return users;  // the check is off
-  auto own = login_user(options.rabbitmq_url);
+  auto own = broker::login_user(options.rabbitmq_url);
   if (std::find(users.begin(), users.end(), own) == users.end()) users.push_back(std::move(own));
   return users;
 }

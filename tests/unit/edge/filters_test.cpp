@@ -64,20 +64,24 @@ TEST(Limits, BodyAndHeadersOverTheLimitAreRefusedWithClearStatuses) {
 
 TEST(Auth, MissingMalformedOrBadCredentialsAre401) {
   auto v = verifier();
-  EXPECT_EQ(status_of([&] { authenticate(v, with({}), kNow); }), 401);
-  EXPECT_EQ(status_of([&] { authenticate(v, with({{"authorization", "Basic abc"}}), kNow); }), 401);
+  EXPECT_EQ(status_of([&] { authenticate(v, nullptr, with({}), kNow); }), 401);
   EXPECT_EQ(status_of([&] {
-              authenticate(v, with({{"authorization", "Bearer x.y.z"}}), kNow);
+              authenticate(v, nullptr, with({{"authorization", "Basic abc"}}), kNow);
+            }),
+            401);
+  EXPECT_EQ(status_of([&] {
+              authenticate(v, nullptr, with({{"authorization", "Bearer x.y.z"}}), kNow);
             }),
             401);
   auto token = v.sign(principal("acme", {"user"}), kNow);
-  auto p = authenticate(v, with({{"authorization", "Bearer " + token}}), kNow);
+  auto p = authenticate(v, nullptr, with({{"authorization", "Bearer " + token}}), kNow);
   EXPECT_EQ(p.subject, "u1");
-  EXPECT_EQ(authenticate(v, with({{"authorization", "bearer " + token}}), kNow).tenant, "acme");
+  EXPECT_EQ(authenticate(v, nullptr, with({{"authorization", "bearer " + token}}), kNow).tenant,
+            "acme");
   // Optional: absent is fine, present-but-bad is still 401.
-  EXPECT_FALSE(authenticate_optional(v, with({}), kNow));
+  EXPECT_FALSE(authenticate_optional(v, nullptr, with({}), kNow));
   EXPECT_EQ(status_of([&] {
-              authenticate_optional(v, with({{"authorization", "Bearer bad"}}), kNow);
+              authenticate_optional(v, nullptr, with({{"authorization", "Bearer bad"}}), kNow);
             }),
             401);
 }

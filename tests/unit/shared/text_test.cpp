@@ -45,3 +45,12 @@ TEST(Text, PathTemplates) {
   EXPECT_THROW(PathTemplate("/a/b}"), std::invalid_argument);
   EXPECT_THROW(PathTemplate(""), std::invalid_argument);
 }
+
+TEST(Text, TrimAndListsDropSpacesAndEmptyItems) {
+  EXPECT_EQ(trim(" \t a b \t"), "a b");
+  EXPECT_EQ(trim("   "), "");
+  EXPECT_EQ(split_list(" 10.0.0.0/8, 127.0.0.1 ,,\t"),
+            (std::vector<std::string_view>{"10.0.0.0/8", "127.0.0.1"}));
+  EXPECT_TRUE(split_list("").empty());
+  EXPECT_EQ(split_list("a;b", ';'), (std::vector<std::string_view>{"a", "b"}));
+}

@@ -23,6 +23,11 @@ struct ConnectionOptions {
   std::chrono::milliseconds reconnect_max{5000};
 };
 
+/// The user an AMQP URL logs in as, decoded as the client decodes it
+/// ("guest" when the URL names none) — the `user_id` its messages carry.
+/// Throws BrokerError for a malformed URL.
+std::string login_user(const std::string& url);
+
 /// Root of the broker library's exceptions.
 class BrokerError : public std::runtime_error {
  public:

@@ -16,6 +16,11 @@ std::string lower(std::string_view s);
 std::string upper(std::string_view s);
 bool iequals(std::string_view a, std::string_view b);
 
+/// Without leading and trailing spaces and tabs.
+std::string_view trim(std::string_view s);
+/// The trimmed, non-empty items of a `sep`-separated list ("a, b,,c").
+std::vector<std::string_view> split_list(std::string_view s, char sep = ',');
+
 /// A whole decimal integer (surrounding spaces and tabs allowed).
 std::optional<std::int64_t> parse_int(std::string_view s);
 

@@ -37,11 +37,4 @@ std::optional<auth::Principal> authenticate_optional(const auth::JwtVerifier& ve
 auth::Principal authenticate(const auth::JwtVerifier& verifier, const IdentityView* view,
                              const HttpRequest& request, std::int64_t now_epoch_s);
 
-/// Bearer JWT only, without deny checks (kept for callers without a view).
-std::optional<auth::Principal> authenticate_optional(const auth::JwtVerifier& verifier,
-                                                     const HttpRequest& request,
-                                                     std::int64_t now_epoch_s);
-auth::Principal authenticate(const auth::JwtVerifier& verifier, const HttpRequest& request,
-                             std::int64_t now_epoch_s);
-
 }  // namespace sb::edge
