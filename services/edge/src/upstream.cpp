@@ -125,6 +125,22 @@ bool Upstreams::healthy(const std::string& instance_id) const {
   return it == impl_->health.end() || it->second.ejected_until <= Clock::now();
 }
 
+void Upstreams::record_failure(const std::string& instance_id) {
+  impl_->failed(instance_id);
+}
+
+void Upstreams::record_success(const std::string& instance_id) {
+  impl_->succeeded(instance_id);
+}
+
+void Upstreams::record_stale() {
+  impl_->stale.inc();
+}
+
+const UpstreamOptions& Upstreams::options() const noexcept {
+  return impl_->options;
+}
+
 UpstreamResult Upstreams::call(const std::string& instance_id, const std::string& base_url,
                                const HttpRequest& request, Clock::time_point deadline) {
   UpstreamResult out;

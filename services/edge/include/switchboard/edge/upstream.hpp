@@ -54,6 +54,13 @@ class Upstreams {
 
   /// Whether the instance is not ejected now.
   bool healthy(const std::string& instance_id) const;
+  /// Passive health, for callers that make their own calls (LoopUpstream):
+  /// a failed call (refused, timed out, 502/503/504) or any other answer.
+  void record_failure(const std::string& instance_id);
+  void record_success(const std::string& instance_id);
+  /// Counts a pooled connection found closed on use.
+  void record_stale();
+  const UpstreamOptions& options() const noexcept;
   struct Impl;
 
  private:
