@@ -1,20 +1,16 @@
 #include "switchboard/edge/edge.hpp"
 
-#include <httplib.h>
-
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <iostream>
 #include <mutex>
-#include <random>
 #include <stdexcept>
 #include <thread>
 
+#include "loop_server.hpp"
+#include "loop_upstream.hpp"
 #include "switchboard/broker/rpc.hpp"
 #include "switchboard/edge/identity_feed.hpp"
 #include "switchboard/events/head_signals.hpp"
-#include "switchboard/shared/http_bind.hpp"
 #include "switchboard/shared/json.hpp"
 #include "switchboard/shared/log.hpp"
 #include "switchboard/shared/metrics.hpp"
@@ -26,139 +22,9 @@ namespace sb::edge {
 
 namespace {
 
-thread_local bool t_refuse = false;  // this connection is over the limit: answer 503
-
-// cpp-httplib's pool queues without end: this one holds `capacity`
-// connections waiting for a worker; past that, connections are served by
-// one "refuser" thread that answers each request 503 and closes.
-class BoundedPool final : public httplib::TaskQueue {
- public:
-  BoundedPool(std::size_t threads, std::size_t capacity) : capacity_(capacity) {
-    for (std::size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(false); });
-    refuser_ = std::thread([this] { work(true); });
-  }
-  ~BoundedPool() override { shutdown(); }
-
-  void enqueue(std::function<void()> fn) override {
-    std::unique_lock lock(mu_);
-    if (queue_.size() < capacity_) {
-      queue_.push_back(std::move(fn));
-      work_cv_.notify_one();
-      return;
-    }
-    if (refused_.size() < capacity_) {
-      refused_.push_back(std::move(fn));
-      refuse_cv_.notify_one();
-      return;
-    }
-    // Everything is full: serve the refusal on the accepting thread, which
-    // slows accepting down — the backlog then pushes back on clients.
-    lock.unlock();
-    m_refused().inc();
-    t_refuse = true;
-    fn();
-    t_refuse = false;
-  }
-
-  void shutdown() override {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-      stopping_ = true;
-      work_cv_.notify_all();
-      refuse_cv_.notify_all();
-    }
-    for (auto& t : workers_) t.join();
-    refuser_.join();
-  }
-
- private:
-  static metrics::Counter& m_refused() {
-    static auto& c = metrics::Registry::global().counter(
-        "sb_edge_connections_refused_total", "Connections answered 503: no worker free");
-    return c;
-  }
-
-  void work(bool refuse) {
-    t_refuse = refuse;
-    while (true) {
-      std::function<void()> fn;
-      {
-        std::unique_lock lock(mu_);
-        auto& q = refuse ? refused_ : queue_;
-        // One condition variable per queue: a notify_one meant for a worker
-        // must never be spent on the refuser (a lost wake-up leaves an
-        // accepted connection waiting for the next one).
-        (refuse ? refuse_cv_ : work_cv_).wait(lock, [&] { return stopping_ || !q.empty(); });
-        if (q.empty()) return;
-        fn = std::move(q.front());
-        q.pop_front();
-      }
-      if (refuse) m_refused().inc();
-      fn();
-    }
-  }
-
-  std::size_t capacity_;
-  std::mutex mu_;
-  std::condition_variable work_cv_;
-  std::condition_variable refuse_cv_;
-  std::deque<std::function<void()>> queue_;
-  std::deque<std::function<void()>> refused_;
-  bool stopping_ = false;
-  std::vector<std::thread> workers_;
-  std::thread refuser_;
-};
-
-// The headers the client sent, names lower-case.
-std::vector<Header> client_headers(const httplib::Request& req) {
-  std::vector<Header> out;
-  out.reserve(req.headers.size());
-  for (const auto& [name, value] : req.headers) {
-    auto n = lower(name);
-    // cpp-httplib adds these itself; they were not sent by the client.
-    if (n == "remote_addr" || n == "remote_port" || n == "local_addr" || n == "local_port") {
-      continue;
-    }
-    out.push_back({std::move(n), value});
-  }
-  return out;
-}
-
-HttpRequest convert(const httplib::Request& req, const std::vector<std::string>& trusted_proxies) {
-  HttpRequest r;
-  r.method = req.method;
-  const auto& target = req.target.empty() ? req.path : req.target;
-  const auto q = target.find('?');
-  r.path = target.substr(0, q);
-  if (q != std::string::npos) r.query = target.substr(q + 1);
-  r.headers = client_headers(req);
-  r.body = req.body;
-  r.remote_addr = client_address(req.remote_addr, r.header("x-forwarded-for"), trusted_proxies);
-  return r;
-}
-
-void write(const HttpResponse& from, httplib::Response& to) {
-  to.status = from.status;
-  for (const auto& h : from.headers) to.set_header(h.name.c_str(), h.value);
-  if (from.stream) {
-    auto produce = from.stream;
-    to.set_chunked_content_provider(
-        from.content_type.empty() ? "application/octet-stream" : from.content_type,
-        [produce](std::size_t, httplib::DataSink& sink) {
-          produce([&sink](std::string_view data) {
-            return sink.is_writable() && sink.write(data.data(), data.size());
-          });
-          sink.done();
-          return true;
-        });
-    return;
-  }
-  if (!from.body.empty() || !from.content_type.empty()) {
-    to.set_content(from.body, from.content_type.empty() ? "application/octet-stream"
-                                                        : from.content_type.c_str());
-  }
-}
+// The HTTP upstream client of the event loop this thread runs (set by the
+// loop server's on_loop_start, cleared by on_loop_stop).
+thread_local LoopUpstream* t_upstream = nullptr;
 
 }  // namespace
 
@@ -173,8 +39,10 @@ struct Edge::Impl {
   std::shared_ptr<IdentityView> identity = std::make_shared<IdentityView>();
   std::unique_ptr<IdentityFeed> identity_feed;
   std::unique_ptr<Gateway> gateway;
-  httplib::Server server;
-  std::thread thread;
+  std::shared_ptr<Upstreams> upstreams;
+  std::mutex loop_mu;
+  std::vector<std::unique_ptr<LoopUpstream>> loop_upstreams;  // by loop index
+  std::unique_ptr<LoopServer> server;
   std::atomic<int> port{0};
   std::atomic<bool> serving{false};
 
@@ -207,7 +75,20 @@ void Edge::start() {
   deps.router = impl_->router;
   deps.jwt = jwt;
   deps.rpc = impl_->rpc;
-  deps.upstreams = std::make_shared<Upstreams>(o.upstream);
+  impl_->upstreams = std::make_shared<Upstreams>(o.upstream);
+  deps.upstreams = impl_->upstreams;
+  deps.async_upstream = [](const std::string& instance_id, const std::string& base_url,
+                           HttpRequest request, std::chrono::steady_clock::time_point deadline,
+                           std::function<void(UpstreamResult)> done) {
+    if (t_upstream == nullptr) {
+      UpstreamResult r;
+      r.kind = UpstreamResult::Kind::unreachable;
+      r.error = "not called from an event loop";
+      done(std::move(r));
+      return;
+    }
+    t_upstream->call(instance_id, base_url, std::move(request), deadline, std::move(done));
+  };
   if (!o.redis_url.empty()) {
     deps.idempotency = make_redis_idempotency(redis);
     deps.status = make_redis_key_value(redis);
@@ -253,78 +134,60 @@ void Edge::start() {
   if (!deps.idempotency) {
     throw std::invalid_argument("the edge needs redis.url (idempotency keys, command status)");
   }
-  impl_->gateway = std::make_unique<Gateway>(o.gateway, std::move(deps));
+  auto gopts = o.gateway;
+  gopts.blocking_workers = static_cast<std::size_t>(std::max(1, o.threads));
+  gopts.blocking_queue = o.accept_queue;
+  impl_->gateway = std::make_unique<Gateway>(gopts, std::move(deps));
 
-  auto& s = impl_->server;
-  // SSE clients each hold a worker while connected: room for them on top.
-  const auto threads =
-      static_cast<std::size_t>(std::max(1, o.threads)) + (impl_->sse ? o.sse.max_clients : 0);
-  const auto queue = o.accept_queue;
-  s.new_task_queue = [threads, queue] { return new BoundedPool(threads, queue); };
-  s.set_tcp_nodelay(true);
-  s.set_keep_alive_max_count(100000);
-  s.set_keep_alive_timeout(o.keep_alive.count());
-  s.set_read_timeout(o.read_timeout.count(), 0);
-  s.set_write_timeout(o.read_timeout.count(), 0);
-  // Bodies a little over the limit are read and answered 413 on a clean
-  // connection (the Gateway checks); far larger ones are refused from their
+  LoopServerOptions so;
+  so.host = o.host;
+  so.port = o.port;
+  so.loops = std::max(1, o.loops);
+  so.max_connections = o.max_connections;
+  so.max_header_bytes = o.gateway.limits.max_header_bytes;
+  so.max_headers = o.gateway.limits.max_headers;
+  // Bodies a little over the limit are read and answered 413 by the gateway
+  // (the connection stays usable); far larger ones are refused from their
   // Content-Length before reading, and the connection is closed.
-  auto limits = o.gateway.limits;
-  limits.max_body_bytes *= 2;
-  s.set_payload_max_length(limits.max_body_bytes);
-  s.set_pre_routing_handler([limits](const httplib::Request& req, httplib::Response& res) {
-    if (t_refuse) {
-      write(error_response(503, "overloaded", "no worker free; retry later"), res);
-      res.set_header("Retry-After", "1");
-      res.set_header("Connection", "close");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    // Before the body is read: refuse what is far too large without reading it.
-    HttpRequest head;
-    head.headers = client_headers(req);
-    if (auto refused = check_limits(head, limits)) {
-      write(*refused, res);
-      res.set_header("Connection", "close");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  auto handler = [this](const httplib::Request& req, httplib::Response& res) {
-    write(impl_->gateway->handle(convert(req, impl_->options.trusted_proxies)), res);
+  so.max_body_bytes = o.gateway.limits.max_body_bytes * 2;
+  so.keep_alive = o.keep_alive;
+  so.read_timeout = o.read_timeout;
+  so.write_timeout = o.read_timeout;
+  so.max_streams = (impl_->sse ? o.sse.max_clients : 0) + 64;
+  auto* im = impl_.get();
+  so.on_loop_start = [im](std::size_t index, uv_loop_t* loop) {
+    auto up = std::make_unique<LoopUpstream>(loop, im->options.upstream, im->upstreams);
+    t_upstream = up.get();
+    std::lock_guard lock(im->loop_mu);
+    if (im->loop_upstreams.size() <= index) im->loop_upstreams.resize(index + 1);
+    im->loop_upstreams[index] = std::move(up);
   };
-  const char* any = R"(/.*)";
-  s.Get(any, handler);
-  s.Post(any, handler);
-  s.Put(any, handler);
-  s.Patch(any, handler);
-  s.Delete(any, handler);
-  s.Options(any, handler);
-  s.set_error_handler(httplib::Server::HandlerWithResponse(
-      [](const httplib::Request&, httplib::Response& res) -> httplib::Server::HandlerResponse {
-        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-        const char* code = res.status == 413   ? "body_too_large"
-                           : res.status == 414 ? "uri_too_long"
-                           : res.status == 431 ? "headers_too_large"
-                           : res.status == 404 ? "unknown_route"
-                           : res.status == 405 ? "method_not_allowed"
-                                               : "invalid_request";
-        write(error_response(res.status, code, "the request was refused by the HTTP layer"), res);
-        return httplib::Server::HandlerResponse::Handled;
-      }));
-
-  const int port = http::bind_server(s, o.host, o.port, "edge");
+  so.on_loop_stop = [im](std::size_t index) {
+    t_upstream = nullptr;
+    std::unique_ptr<LoopUpstream> up;
+    {
+      std::lock_guard lock(im->loop_mu);
+      if (index < im->loop_upstreams.size()) up = std::move(im->loop_upstreams[index]);
+    }
+    up.reset();  // on its own loop's thread: its calls in flight are answered
+  };
+  impl_->server = std::make_unique<LoopServer>(std::move(so), [im](HttpRequest req, Reply reply) {
+    req.remote_addr =
+        client_address(req.remote_addr, req.header("x-forwarded-for"), im->options.trusted_proxies);
+    im->gateway->handle_async(std::move(req),
+                              [reply](HttpResponse res) { reply.send(std::move(res)); });
+  });
+  const int port = impl_->server->start();
   impl_->port = port;
   impl_->serving = true;
-  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
-  log::info("edge listening", {{"host", o.host}, {"port", port}});
+  log::info("edge listening", {{"host", o.host}, {"port", port}, {"loops", std::max(1, o.loops)}});
 }
 
 void Edge::stop(Deadline deadline) noexcept {
   if (!impl_) return;
   if (impl_->sse) impl_->sse->stop();  // ends live streams, which hold workers
   if (impl_->serving.exchange(false)) {
-    impl_->server.stop();  // stops accepting; in-flight requests finish
-    if (impl_->thread.joinable()) impl_->thread.join();
+    impl_->server->stop(deadline);  // stops accepting; in-flight requests finish
   }
   if (impl_->gateway) impl_->gateway->drain();
   if (impl_->identity_feed) impl_->identity_feed->stop();
@@ -359,10 +222,15 @@ config::Schema config_schema() {
   config::Schema s = app::common_schema("edge");
   s.optional("http.host", config::Type::string, "127.0.0.1", "address the edge listens on")
       .optional("http.port", config::Type::integer, "8080", "port the edge listens on (0: any)")
+      .optional("http.loops", config::Type::integer, "2",
+                "event-loop threads serving HTTP connections (about one per core)")
+      .optional("http.max_connections", config::Type::integer, "10000",
+                "open client connections; beyond it new ones get 503 and are closed")
       .optional("http.threads", config::Type::integer, "128",
-                "HTTP worker threads; each open keep-alive connection holds one")
+                "worker threads for requests that wait on I/O (commands, events API, "
+                "rate-limited routes); routed requests are forwarded from the event loops")
       .optional("http.accept_queue", config::Type::integer, "256",
-                "connections waiting for a worker before new ones get 503")
+                "requests waiting for a worker before new ones get 503")
       .optional("http.keep_alive", config::Type::duration, "30s", "idle keep-alive timeout")
       .optional("edge.max_in_flight", config::Type::integer, "1024",
                 "requests handled at once before 503 overloaded")
@@ -437,6 +305,9 @@ void build(app::Lifecycle& lifecycle, const config::Config& cfg) {
     o.trusted_proxies.emplace_back(proxy);
   }
   o.port = static_cast<int>(cfg.get_int("http.port"));
+  o.loops = static_cast<int>(cfg.get_int("http.loops"));
+  o.max_connections = static_cast<std::size_t>(cfg.get_int("http.max_connections"));
+  if (o.loops < 1 || o.loops > 64) throw config::Error("http.loops", "must be 1 to 64");
   o.threads = static_cast<int>(cfg.get_int("http.threads"));
   o.accept_queue = static_cast<std::size_t>(cfg.get_int("http.accept_queue"));
   o.keep_alive =

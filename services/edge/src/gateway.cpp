@@ -183,14 +183,17 @@ HttpError rpc_failure(const broker::RpcError& e) {
 // A bounded pool for commands answered 202: refuses (false) when full.
 class AsyncRunner {
  public:
-  AsyncRunner(std::size_t workers, std::size_t capacity) : capacity_(capacity) {
-    for (std::size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { run(); });
-  }
+  // Threads start on demand, up to `workers`, and stay.
+  AsyncRunner(std::size_t workers, std::size_t capacity)
+      : workers_(std::max<std::size_t>(1, workers)), capacity_(capacity) {}
   ~AsyncRunner() { drain(); }
   bool submit(std::function<void()> f) {
     std::lock_guard lock(mu_);
     if (stopping_ || queue_.size() >= capacity_) return false;
     queue_.push_back(std::move(f));
+    if (idle_ < queue_.size() && threads_.size() < workers_) {
+      threads_.emplace_back([this] { run(); });
+    }
     cv_.notify_one();
     return true;
   }
@@ -210,7 +213,9 @@ class AsyncRunner {
       std::function<void()> f;
       {
         std::unique_lock lock(mu_);
+        ++idle_;
         cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        --idle_;
         if (queue_.empty()) return;  // stopping, and everything queued has run
         f = std::move(queue_.front());
         queue_.pop_front();
@@ -222,13 +227,86 @@ class AsyncRunner {
       }
     }
   }
+  std::size_t workers_;
   std::size_t capacity_;
+  std::size_t idle_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
+
+// A routed request's filters would need a network call (a Redis rate-limit
+// bucket): handle_async hands the request to the blocking pool instead.
+struct NeedsBlocking {};
+
+// The in-flight count held by an asynchronous request until it is answered.
+class InFlightTicket {
+ public:
+  InFlightTicket() = default;
+  InFlightTicket(const InFlightTicket&) = delete;
+  InFlightTicket& operator=(const InFlightTicket&) = delete;
+  ~InFlightTicket() { release(); }
+  bool admit(std::atomic<std::size_t>& counter, std::size_t max) {
+    n_ = &counter;
+    const auto before = counter.fetch_add(1);
+    m().in_flight.set(static_cast<double>(before + 1));
+    return before < max;
+  }
+  void release() {
+    if (!n_) return;
+    m().in_flight.set(static_cast<double>(n_->fetch_sub(1) - 1));
+    n_ = nullptr;
+  }
+
+ private:
+  std::atomic<std::size_t>* n_ = nullptr;
+};
+
+// What every answer gets on its way out: the filters' extra headers, the
+// request id, the metrics.
+void finish_answer(HttpResponse& res, Kind kind, const std::string& request_id,
+                   std::vector<Header>& extra, Clock::time_point started) {
+  for (auto& h : extra) {
+    if (!res.header(h.name)) res.set_header(h.name, std::move(h.value));
+  }
+  res.set_header("x-request-id", request_id);
+  const int cls = std::clamp(res.status / 100, 1, 5);
+  m().by_class[kind][cls]->inc();
+  m().latency[kind]->observe(std::chrono::duration<double>(Clock::now() - started).count());
+}
+
+HttpResponse error_answer(const HttpError& e) {
+  auto res = e.response();
+  if (e.status() == 401) res.set_header("www-authenticate", "Bearer");
+  if (e.code() == "identity_unavailable") res.set_header("retry-after", "1");
+  return res;
+}
+
+// A routed request answered asynchronously: shared by the callbacks that
+// carry it; answered once, by complete().
+struct AsyncCall {
+  HttpRequest req;
+  std::function<void(HttpResponse)> done;
+  CallContext ctx;
+  std::vector<Header> extra;
+  Clock::time_point started;
+  InFlightTicket ticket;
+  std::string service;
+  std::string path;
+  RouteResult result;
+  std::chrono::milliseconds timeout{0};
+  Clock::time_point deadline;
+  int attempt = 0;
+};
+
+void complete(const std::shared_ptr<AsyncCall>& c, HttpResponse res) {
+  finish_answer(res, kRoute, c->ctx.request_id, c->extra, c->started);
+  c->ticket.release();
+  auto done = std::move(c->done);
+  if (done) done(std::move(res));
+}
 
 struct InFlight {
   std::atomic<std::size_t>& n;
@@ -249,7 +327,8 @@ class Gateway::Impl {
   Impl(GatewayOptions o, Dependencies d)
       : options_(std::move(o)),
         deps_(std::move(d)),
-        async_(options_.async_workers, options_.async_queue) {
+        async_(options_.async_workers, options_.async_queue),
+        blocking_(options_.blocking_workers, options_.blocking_queue) {
     if (!deps_.identity) {
       auto empty = std::make_shared<IdentityView>();
       empty->mark_loaded();
@@ -276,26 +355,61 @@ class Gateway::Impl {
         res = dispatch(req, ctx, kind, extra);
       }
     } catch (const HttpError& e) {
-      res = e.response();
-      if (e.status() == 401) res.set_header("www-authenticate", "Bearer");
-      if (e.code() == "identity_unavailable") res.set_header("retry-after", "1");
+      res = error_answer(e);
     } catch (const std::exception& e) {
       log::error("edge request failed",
                  {{"error", e.what()}, {"path", req.path}, {"request_id", ctx.request_id}});
       res = error_response(500, "internal_error", "the edge failed to handle the request");
     }
-    for (auto& h : extra) {
-      if (!res.header(h.name)) res.set_header(h.name, std::move(h.value));
-    }
-    res.set_header("x-request-id", ctx.request_id);
-    const int cls = std::clamp(res.status / 100, 1, 5);
-    m().by_class[kind][cls]->inc();
-    m().latency[kind]->observe(std::chrono::duration<double>(Clock::now() - started).count());
+    finish_answer(res, kind, ctx.request_id, extra, started);
     return res;
+  }
+
+  void handle_async(HttpRequest req, std::function<void(HttpResponse)> done) {
+    const std::string_view path = req.path;
+    constexpr std::string_view kApi = "/api/";
+    if (path.rfind(kApi, 0) != 0 || path.rfind("/api/v1/", 0) == 0) {
+      blocking(std::move(req), std::move(done));
+      return;
+    }
+    auto c = std::make_shared<AsyncCall>();
+    c->started = Clock::now();
+    c->ctx.request_id = broker::new_id();
+    c->done = std::move(done);
+    c->req = std::move(req);
+    try {
+      if (!c->ticket.admit(in_flight_, options_.max_in_flight)) {
+        m().overloaded.inc();
+        auto res = error_response(503, "overloaded", "too many requests in flight");
+        res.set_header("retry-after", "1");
+        complete(c, std::move(res));
+        return;
+      }
+      if (auto limited = check_limits(c->req, options_.limits)) {
+        complete(c, std::move(*limited));
+        return;
+      }
+      const std::string_view rest = std::string_view(c->req.path).substr(kApi.size());
+      if (auto answer = prepare_routed(c->req, rest, c->ctx, c->extra, *c, false)) {
+        complete(c, std::move(*answer));
+        return;
+      }
+      forward_async(c);
+    } catch (const NeedsBlocking&) {
+      c->ticket.release();
+      blocking(std::move(c->req), std::move(c->done));
+    } catch (const HttpError& e) {
+      complete(c, error_answer(e));
+    } catch (const std::exception& e) {
+      log::error("edge request failed",
+                 {{"error", e.what()}, {"path", c->req.path}, {"request_id", c->ctx.request_id}});
+      complete(c, error_response(500, "internal_error", "the edge failed to handle the request"));
+    }
   }
 
   void drain() {
     async_.drain();
+    blocking_.drain();
     if (deps_.admin) deps_.admin->drain();
   }
 
@@ -476,16 +590,22 @@ class Gateway::Impl {
   }
 
   // ------------------------------------------------------------ routed
-  HttpResponse routed(const HttpRequest& req, std::string_view rest, CallContext& ctx,
-                      std::vector<Header>& extra) {
+  // The filters of a routed request: an answer when one of them answers,
+  // else nullopt with the target, path and deadline in `plan`. With
+  // may_block false, a rate-limit bucket (a Redis call) throws NeedsBlocking.
+  std::optional<HttpResponse> prepare_routed(const HttpRequest& req, std::string_view rest,
+                                             CallContext& ctx, std::vector<Header>& extra,
+                                             AsyncCall& plan, bool may_block) {
     const auto slash = rest.find('/');
-    const std::string service(rest.substr(0, slash));
-    const std::string path =
-        slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+    plan.service = std::string(rest.substr(0, slash));
+    plan.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+    const auto& service = plan.service;
+    const auto& path = plan.path;
     std::optional<std::string_view> version;
     if (const auto* v = req.header("x-service-version")) version = *v;
 
-    auto result = deps_.router->route(service, req.method, path, version, draw(), healthy());
+    auto& result = plan.result;
+    result = deps_.router->route(service, req.method, path, version, draw(), healthy());
     std::optional<auth::Principal> principal;
     if (!result.target || !result.target->endpoint.is_public) {
       principal = authenticated(req);
@@ -502,15 +622,30 @@ class Gateway::Impl {
       require_service_enabled(*deps_.identity, tenant, service);
       if (!endpoint.is_public) authorize(deps_.identity.get(), *principal, endpoint.roles, key);
     }
-    if (auto limited =
-            limit(key, endpoint.rate_limit, principal ? &*principal : nullptr, req, extra)) {
-      return std::move(*limited);
+    if (deps_.rate_limiter) {
+      auto buckets = rate_buckets(key, endpoint.rate_limit, principal ? &*principal : nullptr,
+                                  req.remote_addr, options_.rate_limit);
+      if (!buckets.empty() && !may_block) throw NeedsBlocking{};
+      if (auto limited = check_rate_limits(deps_.rate_limiter.get(), buckets, extra)) {
+        return limited;
+      }
     }
     ctx.min_position = min_position(req);
-    const auto timeout = request_timeout(req, options_.request_timeout, options_.max_timeout);
-    fill_context(ctx, req, principal, tenant, timeout);
-    const auto deadline = Clock::now() + timeout;
+    plan.timeout = request_timeout(req, options_.request_timeout, options_.max_timeout);
+    fill_context(ctx, req, principal, tenant, plan.timeout);
+    plan.deadline = Clock::now() + plan.timeout;
+    return std::nullopt;
+  }
 
+  HttpResponse routed(const HttpRequest& req, std::string_view rest, CallContext& ctx,
+                      std::vector<Header>& extra) {
+    AsyncCall plan;
+    if (auto answer = prepare_routed(req, rest, ctx, extra, plan, true)) return std::move(*answer);
+    const auto& service = plan.service;
+    const auto& path = plan.path;
+    auto& result = plan.result;
+    const auto timeout = plan.timeout;
+    const auto deadline = plan.deadline;
     for (int attempt = 0;; ++attempt) {
       const auto& target = *result.target;
       if (target.transport.kind == registry::Transport::Kind::amqp) {
@@ -530,6 +665,86 @@ class Gateway::Impl {
       }
       throw HttpError(502, "upstream_error", "the service instance failed: " + r.error);
     }
+  }
+
+  // Forwards without waiting; the answer comes through complete().
+  void forward_async(const std::shared_ptr<AsyncCall>& c) {
+    const auto& target = *c->result.target;
+    if (target.transport.kind == registry::Transport::Kind::amqp) {
+      // The callback runs on the RPC client's thread: it touches only the call.
+      rpc()->call(target.rpc_key(), rpc_request(c->req, c->path, target, c->ctx), c->timeout,
+                  [c](broker::RpcClient::Result r) {
+                    if (r.reply) {
+                      complete(c, response_from_reply(*r.reply));
+                    } else {
+                      complete(c, error_answer(rpc_failure(*r.error)));
+                    }
+                  });
+      return;
+    }
+    if (!deps_.async_upstream) {
+      // No event loop to call from: the blocking client, on a worker.
+      auto job = [this, c] {
+        try {
+          auto up = upstream_request(c->req, c->path, *c->result.target, c->ctx);
+          on_upstream(c,
+                      deps_.upstreams->call(c->result.target->instance_id,
+                                            c->result.target->transport.base_url, up, c->deadline));
+        } catch (const std::exception& e) {
+          complete(c, error_response(500, "internal_error", e.what()));
+        }
+      };
+      if (!blocking_.submit(std::move(job))) {
+        auto res = error_response(503, "overloaded", "too many requests waiting");
+        res.set_header("retry-after", "1");
+        complete(c, std::move(res));
+      }
+      return;
+    }
+    deps_.async_upstream(target.instance_id, target.transport.base_url,
+                         upstream_request(c->req, c->path, target, c->ctx), c->deadline,
+                         [this, c](UpstreamResult r) { on_upstream(c, std::move(r)); });
+  }
+
+  // Runs where the upstream call ended (the event loop that made it).
+  void on_upstream(const std::shared_ptr<AsyncCall>& c, UpstreamResult r) {
+    try {
+      if (r.kind == UpstreamResult::Kind::response) {
+        complete(c, std::move(r.response));
+        return;
+      }
+      if (Clock::now() >= c->deadline) {
+        throw HttpError(504, "deadline_exceeded", "the service did not answer within the deadline");
+      }
+      if (r.kind == UpstreamResult::Kind::unreachable && c->attempt == 0) {
+        // Nothing was sent: another instance of the same version may take it.
+        ++c->attempt;
+        auto version = c->result.target->version;
+        c->result =
+            deps_.router->route(c->service, c->req.method, c->path, version, draw(), healthy());
+        if (!c->result.target) throw route_error(c->result, c->service);
+        forward_async(c);
+        return;
+      }
+      throw HttpError(502, "upstream_error", "the service instance failed: " + r.error);
+    } catch (const HttpError& e) {
+      complete(c, error_answer(e));
+    } catch (const std::exception& e) {
+      complete(c, error_response(500, "internal_error", e.what()));
+    }
+  }
+
+  // Runs handle() on the blocking pool; 503 when it is full.
+  void blocking(HttpRequest req, std::function<void(HttpResponse)> done) {
+    auto job = std::make_shared<std::pair<HttpRequest, std::function<void(HttpResponse)>>>(
+        std::move(req), std::move(done));
+    if (blocking_.submit([this, job] { job->second(handle(job->first)); })) return;
+    m().overloaded.inc();
+    auto res = error_response(503, "overloaded", "too many requests waiting");
+    res.set_header("retry-after", "1");
+    std::vector<Header> none;
+    finish_answer(res, kPlatform, broker::new_id(), none, Clock::now());
+    job->second(std::move(res));
   }
 
   HttpResponse call_rpc(const std::string& key, broker::Message msg,
@@ -776,6 +991,7 @@ class Gateway::Impl {
   std::atomic<std::size_t> in_flight_{0};
   std::atomic<std::uint64_t> next_rpc_{0};
   AsyncRunner async_;
+  AsyncRunner blocking_;
 };
 
 Gateway::Gateway(GatewayOptions options, Dependencies deps)
@@ -784,6 +1000,10 @@ Gateway::~Gateway() = default;
 
 HttpResponse Gateway::handle(const HttpRequest& request) {
   return impl_->handle(request);
+}
+
+void Gateway::handle_async(HttpRequest request, std::function<void(HttpResponse)> done) {
+  impl_->handle_async(std::move(request), std::move(done));
 }
 
 void Gateway::drain() {

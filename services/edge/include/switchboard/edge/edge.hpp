@@ -26,9 +26,13 @@ namespace sb::edge {
 struct EdgeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port
-  /// Worker threads; each keep-alive connection holds one while open.
+  /// Event loops serving connections (each its own thread and listener).
+  int loops = 2;
+  /// Open client connections at once; beyond it new ones get 503.
+  std::size_t max_connections = 10000;
+  /// Workers for requests that wait on I/O (commands, events API, ...).
   int threads = 128;
-  /// Accepted connections waiting for a worker; beyond it they get 503.
+  /// Such requests waiting for a worker; beyond it they get 503.
   std::size_t accept_queue = 256;
   std::chrono::seconds keep_alive{30};
   std::chrono::seconds read_timeout{10};

@@ -49,6 +49,10 @@ struct GatewayOptions {
   std::size_t async_queue = 1024;
   /// The edge's default bucket per credential (`edge.rate_limit.*`; 0: off).
   RateLimitDefaults rate_limit;
+  /// handle_async runs what may block (database reads, Redis, commands) on
+  /// this many threads, with at most `blocking_queue` waiting (then 503).
+  std::size_t blocking_workers = 128;
+  std::size_t blocking_queue = 256;
 };
 
 /// The latest catalog the registry gave (docs/protocol.md 8.9).
@@ -80,6 +84,13 @@ class Gateway {
     std::shared_ptr<RateLimiter> rate_limiter;
     /// /ready's body and whether ready.
     std::function<std::string(bool& ready)> readiness;
+    /// A non-blocking HTTP upstream call from the thread handle_async runs
+    /// on (the edge's event loop): `done` runs later on that same thread.
+    /// Null: handle_async forwards HTTP upstream calls on a blocking worker.
+    using AsyncUpstream = std::function<void(
+        const std::string& instance_id, const std::string& base_url, HttpRequest request,
+        std::chrono::steady_clock::time_point deadline, std::function<void(UpstreamResult)> done)>;
+    AsyncUpstream async_upstream;
   };
 
   Gateway(GatewayOptions options, Dependencies deps);
@@ -87,8 +98,15 @@ class Gateway {
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
 
+  /// Answers on the calling thread (it may block on I/O).
   HttpResponse handle(const HttpRequest& request);
-  /// Stops taking async commands and waits for those running.
+  /// Answers through `done`, exactly once, from any thread; never blocks the
+  /// caller. A routed request whose filters need no network call runs its
+  /// filters here and is forwarded without waiting (AMQP through the RPC
+  /// client's callback, HTTP through Dependencies::async_upstream);
+  /// everything else runs handle() on the bounded blocking pool.
+  void handle_async(HttpRequest request, std::function<void(HttpResponse)> done);
+  /// Stops taking async commands and blocking work; waits for what runs.
   void drain();
 
   class Impl;
