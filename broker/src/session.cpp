@@ -84,8 +84,9 @@ Session::~Session() {
 
 void Session::start() {
   if (uv_loop_init(&loop_) != 0) throw BrokerError("broker: uv_loop_init failed");
-  uv_async_init(&loop_, &async_, &Session::on_async_cb);
-  async_.data = this;
+  uv_poll_init(&loop_, &wake_poll_, wakeup_.fd());
+  wake_poll_.data = this;
+  uv_poll_start(&wake_poll_, UV_READABLE, &Session::on_wake_cb);
   uv_timer_init(&loop_, &timer_);
   timer_.data = this;
   uv_timer_start(&timer_, &Session::on_timer_cb, static_cast<std::uint64_t>(kTick.count()),
@@ -114,7 +115,7 @@ void Session::stop() {
     std::lock_guard lk(post_mu_);
     posted_.push_back([this] { shutdown_on_loop(); });
     stopping_ = true;
-    uv_async_send(&async_);
+    wakeup_.signal();
   }
   if (loop_thread_.joinable()) loop_thread_.join();
   uv_loop_close(&loop_);
@@ -124,7 +125,7 @@ bool Session::post(std::function<void()> fn) {
   std::lock_guard lk(post_mu_);
   if (stopping_) return false;
   posted_.push_back(std::move(fn));
-  uv_async_send(&async_);
+  wakeup_.signal();
   return true;
 }
 
@@ -134,7 +135,7 @@ void Session::wake() {
     return;
   }
   std::lock_guard lk(post_mu_);
-  if (!async_closed_) uv_async_send(&async_);
+  if (!async_closed_) wakeup_.signal();
 }
 
 void Session::before_callback() {
@@ -157,12 +158,13 @@ void Session::after_callback() {
     // the socket and the timers).
     wake_pending_ = false;
     std::lock_guard lk(post_mu_);
-    if (!async_closed_) uv_async_send(&async_);
+    if (!async_closed_) wakeup_.signal();
   }
 }
 
-void Session::on_async_cb(uv_async_t* handle) {
+void Session::on_wake_cb(uv_poll_t* handle, int, int) {
   auto* self = static_cast<Session*>(handle->data);
+  self->wakeup_.clear();  // before taking the posted work: later posts signal again
   std::lock_guard io(self->io_mu_);
   self->before_callback();
   std::vector<std::function<void()>> fns;
@@ -340,7 +342,7 @@ void Session::fail_connection(const std::string& reason) {
     // handles: the loop tears down at its next callback, which this wakes.
     if (deferred_failure_.empty()) deferred_failure_ = reason;
     std::lock_guard lk(post_mu_);
-    if (!async_closed_) uv_async_send(&async_);
+    if (!async_closed_) wakeup_.signal();
     return;
   }
   deferred_failure_.clear();  // this connection is going anyway
@@ -534,7 +536,7 @@ void Session::drain(bool read_socket) {
     if (frames++ == kMaxFramesPerDrain) {
       // Come back for the rest after timers and other handles ran.
       std::lock_guard lk(post_mu_);
-      if (!async_closed_) uv_async_send(&async_);
+      if (!async_closed_) wakeup_.signal();
       break;
     }
     amqp_frame_t frame;
@@ -734,7 +736,8 @@ void Session::shutdown_on_loop() {
   }
   uv_timer_stop(&timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_poll_stop(&wake_poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&wake_poll_), nullptr);
 }
 
 }  // namespace sb::broker::detail

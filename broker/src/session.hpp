@@ -9,6 +9,7 @@
 #include "switchboard/broker/options.hpp"
 #include "switchboard/broker/topology.hpp"
 #include "switchboard/shared/metrics.hpp"
+#include "switchboard/shared/wakeup.hpp"
 
 #include <amqp.h>
 #include <uv.h>
@@ -182,7 +183,7 @@ class Session {
   };
   struct DeclareRequest;
 
-  static void on_async_cb(uv_async_t* handle);
+  static void on_wake_cb(uv_poll_t* handle, int status, int events);
   static void on_timer_cb(uv_timer_t* handle);
   static void on_poll_cb(uv_poll_t* handle, int status, int events);
 
@@ -217,7 +218,9 @@ class Session {
   bool quiet_reconnect_ = false;    // loop thread: the next failure is expected
 
   uv_loop_t loop_{};
-  uv_async_t async_{};
+  // Wakes the loop from other threads (not uv_async_t: see wakeup.hpp).
+  Wakeup wakeup_;
+  uv_poll_t wake_poll_{};
   uv_timer_t timer_{};
   uv_poll_t* poll_ = nullptr;
   std::thread loop_thread_;
