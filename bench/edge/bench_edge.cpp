@@ -20,7 +20,8 @@
 //
 // Usage: bench_edge AMQP_URL POSTGRES_URL REDIS_URL [--build DIR]
 //          [--duration S] [--warmup S] [--connections N] [--wrk-threads N]
-//          [--edge-threads N] [--plugin-http-threads N] [--only abcd] [--keep]
+//          [--edge-threads N] [--edge-loops N] [--edge-rpc-connections N]
+//          [--plugin-http-threads N] [--only abcd] [--keep]
 
 #include <httplib.h>
 #include <rapidjson/document.h>
@@ -69,6 +70,8 @@ struct Options {
   int connections = 64;
   int wrk_threads = 2;
   int edge_threads = 128;  // the edge's default (http.threads)
+  int edge_loops = 2;      // the edge's default (http.loops)
+  int edge_rpc = 1;        // the edge's default (edge.rpc_connections)
   int plugin_http_threads = 256;
   std::string only = "abcd";
   bool keep = false;
@@ -545,7 +548,8 @@ int usage() {
   std::fprintf(stderr,
                "usage: bench_edge AMQP_URL POSTGRES_URL REDIS_URL [--build DIR] [--duration S] "
                "[--warmup S] [--connections N] [--wrk-threads N] [--edge-threads N] "
-               "[--plugin-http-threads N] [--only abcd] [--keep]\n");
+               "[--edge-loops N] [--edge-rpc-connections N] [--plugin-http-threads N] "
+               "[--only abcd] [--keep]\n");
   return 2;
 }
 
@@ -595,7 +599,9 @@ int run(const Options& o) {
                                 {"SB_REDIS_URL", o.redis_url},
                                 {"SB_HTTP_PORT", std::to_string(edge_port)},
                                 {"SB_AUTH_JWT_SECRET", secret},
-                                {"SB_HTTP_THREADS", std::to_string(o.edge_threads)}});
+                                {"SB_HTTP_THREADS", std::to_string(o.edge_threads)},
+                                {"SB_HTTP_LOOPS", std::to_string(o.edge_loops)},
+                                {"SB_EDGE_RPC_CONNECTIONS", std::to_string(o.edge_rpc)}});
     stack.start("sb-edge", {b + "/services/edge/sb-edge"}, edge_env, "edge.log");
     const std::string plugin = b + "/tests/support/plugin/sb-test-plugin";
     stack.start("sb-test-plugin benchamqp", {plugin},
@@ -734,6 +740,10 @@ int main(int argc, char** argv) {
       ok = int_arg(i, o.wrk_threads) && o.wrk_threads > 0;
     } else if (a == "--edge-threads") {
       ok = int_arg(i, o.edge_threads) && o.edge_threads > 0;
+    } else if (a == "--edge-loops") {
+      ok = int_arg(i, o.edge_loops) && o.edge_loops > 0;
+    } else if (a == "--edge-rpc-connections") {
+      ok = int_arg(i, o.edge_rpc) && o.edge_rpc > 0;
     } else if (a == "--plugin-http-threads") {
       ok = int_arg(i, o.plugin_http_threads) && o.plugin_http_threads > 0;
     } else if (a.rfind("--", 0) == 0) {

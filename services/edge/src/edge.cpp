@@ -247,8 +247,9 @@ config::Schema config_schema() {
       .optional("edge.max_timeout", config::Type::duration, "60s", "cap on X-Request-Timeout")
       .optional("edge.commit_margin", config::Type::duration, "250ms",
                 "a command's service deadline is this much before the edge's")
-      .optional("edge.rpc_connections", config::Type::integer, "2",
-                "AMQP connections for RPC calls (round-robin)")
+      .optional("edge.rpc_connections", config::Type::integer, "1",
+                "AMQP connections for RPC calls (round-robin); each has its own thread, and on "
+                "2 cores one gives more calls/s than two (fewer wake-ups, larger batches)")
       .optional("edge.routes_poll", config::Type::duration, "2s",
                 "route table re-read interval besides the registry's signal")
       .optional(

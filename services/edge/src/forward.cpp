@@ -107,7 +107,7 @@ HttpResponse response_from_reply(const broker::Message& reply) {
   HttpResponse r;
   auto status = reply.header_int("x-sb-status");
   r.status = status ? static_cast<int>(*status) : 200;
-  if (r.status < 100 || r.status > 599) {
+  if (r.status < 200 || r.status > 599) {  // a 1xx is never a final answer
     return error_response(502, "upstream_error", "the service answered an invalid status");
   }
   r.content_type = reply.content_type;

@@ -6,6 +6,7 @@
 #include <deque>
 #include <mutex>
 #include <random>
+#include <system_error>
 #include <thread>
 
 #include "switchboard/broker/rpc.hpp"
@@ -190,10 +191,16 @@ class AsyncRunner {
   bool submit(std::function<void()> f) {
     std::lock_guard lock(mu_);
     if (stopping_ || queue_.size() >= capacity_) return false;
-    queue_.push_back(std::move(f));
-    if (idle_ < queue_.size() && threads_.size() < workers_) {
-      threads_.emplace_back([this] { run(); });
+    if (idle_ <= queue_.size() && threads_.size() < workers_) {
+      try {
+        threads_.emplace_back([this] { run(); });
+      } catch (const std::system_error& e) {
+        // No new thread: the ones running take it, or with none, refuse.
+        log::error("cannot start a worker thread", {{"error", e.what()}});
+        if (threads_.empty()) return false;
+      }
     }
+    queue_.push_back(std::move(f));
     cv_.notify_one();
     return true;
   }
@@ -367,6 +374,10 @@ class Gateway::Impl {
 
   void handle_async(HttpRequest req, std::function<void(HttpResponse)> done) {
     const std::string_view path = req.path;
+    if (path == "/health") {
+      done(handle(req));  // liveness never waits behind the blocking pool
+      return;
+    }
     constexpr std::string_view kApi = "/api/";
     if (path.rfind(kApi, 0) != 0 || path.rfind("/api/v1/", 0) == 0) {
       blocking(std::move(req), std::move(done));

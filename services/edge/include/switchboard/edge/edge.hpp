@@ -42,7 +42,7 @@ struct EdgeOptions {
   GatewayOptions gateway;
   auth::JwtOptions jwt;
   broker::ConnectionOptions broker;
-  std::size_t rpc_connections = 2;
+  std::size_t rpc_connections = 1;
   std::size_t rpc_max_in_flight = 4096;
   std::string redis_url;
   RouteSourceOptions routes;
