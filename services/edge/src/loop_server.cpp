@@ -2,7 +2,10 @@
 //
 // Threads: each loop thread owns its loop, listener, connections and timers;
 // nothing of a connection is touched off its loop. Other threads reach a loop
-// only through its inbox (a mutex-protected queue woken by one uv_async_t).
+// only through its inbox: a mutex-protected queue woken by an eventfd that a
+// uv_poll_t watches. A `signaled` flag makes only the first post after a wake
+// write the eventfd (uv_async_t is not used: its wake-up path busy-waits on
+// the sender in libuv 1.44, which cost real CPU under load).
 //
 // Memory: a Conn is freed by the close callbacks of its two handles (socket
 // and timer); libuv calls the callbacks of its cancelled writes and shutdown
@@ -21,6 +24,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +33,7 @@
 #include <cerrno>
 #include <charconv>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <list>
@@ -49,6 +54,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kReadChunk = std::size_t{64} << 10;
 constexpr std::size_t kMaxRequestLine = 8192;
+/// A chunk-size line with its extensions, CRLF included.
 constexpr std::size_t kMaxChunkLine = 4096;
 /// Bytes read ahead (pipelined) while a request is answered; beyond, reading pauses.
 constexpr std::size_t kMaxReadAhead = std::size_t{64} << 10;
@@ -172,6 +178,20 @@ bool is_tchar(unsigned char c) {
     default:
       return false;
   }
+}
+
+/// A response header name that may go on the wire: a non-empty RFC 7230 token.
+bool valid_header_name(std::string_view name) {
+  if (name.empty()) return false;
+  for (char ch : name) {
+    if (!is_tchar(static_cast<unsigned char>(ch))) return false;
+  }
+  return true;
+}
+
+/// A response header value that cannot end its line early (no CR, LF, NUL).
+bool valid_header_value(std::string_view value) {
+  return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
 }
 
 char to_lower(char c) {
@@ -330,12 +350,19 @@ namespace {
 struct LoopCtx {
   uv_loop_t loop{};
   uv_tcp_t listener{};
-  uv_async_t async{};
+  uv_poll_t wake{};  // watches wake_fd
   LoopServer::Impl* server = nullptr;
   std::size_t index = 0;
   bool loop_ready = false;
   bool listener_ready = false;
-  bool async_ready = false;
+  bool wake_ready = false;
+  /// The inbox's eventfd. Closed with the LoopCtx, not at stop: a sender may
+  /// signal just after the loop finished (its post was accepted before), and
+  /// it must never write to a closed, maybe reused, descriptor.
+  int wake_fd = -1;
+  /// Set by the post that writes wake_fd; cleared by the loop before it takes
+  /// the inbox, so a post after that signals again.
+  std::atomic<bool> signaled{false};
 
   std::mutex mu;
   std::vector<std::function<void()>> inbox;
@@ -350,12 +377,39 @@ struct LoopCtx {
   bool finished = false;
   std::string scratch;  // the read buffer handed to libuv
 
+  LoopCtx() = default;
+  LoopCtx(const LoopCtx&) = delete;
+  LoopCtx& operator=(const LoopCtx&) = delete;
+  ~LoopCtx() {
+    if (wake_fd >= 0) ::close(wake_fd);
+  }
+
   bool post(std::function<void()> fn) {
-    std::lock_guard lock(mu);
-    if (!inbox_open) return false;
-    inbox.push_back(std::move(fn));
-    uv_async_send(&async);  // under the lock: the handle is closed under it too
+    {
+      std::lock_guard lock(mu);
+      if (!inbox_open) return false;
+      inbox.push_back(std::move(fn));
+    }
+    if (!signaled.exchange(true, std::memory_order_acq_rel)) {
+      const std::uint64_t one = 1;
+      ssize_t n;
+      do {
+        n = ::write(wake_fd, &one, sizeof(one));
+      } while (n < 0 && errno == EINTR);
+      // EAGAIN only when the counter is saturated: the loop is woken anyway.
+    }
     return true;
+  }
+  /// The eventfd is readable: reset it, then run what was posted.
+  void on_wake() {
+    std::uint64_t value = 0;
+    ssize_t n;
+    do {
+      n = ::read(wake_fd, &value, sizeof(value));  // resets the counter
+    } while (n < 0 && errno == EINTR);
+    // EAGAIN: a spurious wake (another post's signal, already drained).
+    signaled.store(false, std::memory_order_release);  // before taking the inbox
+    drain_inbox();
   }
   void drain_inbox() {
     std::vector<std::function<void()>> batch;
@@ -429,6 +483,8 @@ struct Conn {
   bool response_complete = false;  // the whole answer is queued
   bool close_after = false;        // close once the answer is written
   std::size_t linger_bytes = 0;
+  std::uint64_t write_queued = 0;  // bytes ever handed to uv_write
+  std::uint64_t write_mark = 0;    // written() when the write timer was armed
 
   // The request being read.
   std::uint64_t seq = 0;
@@ -442,6 +498,7 @@ struct Conn {
   Chunk chunk_state = Chunk::size;
   std::size_t chunk_left = 0;
   std::size_t trailer_bytes = 0;
+  std::size_t body_raw = 0;  // chunked: raw bytes consumed (framing and all)
 
   std::shared_ptr<Stream> stream;
 
@@ -457,6 +514,7 @@ struct Conn {
   Parsed parse();
   Parsed parse_head();
   Parsed parse_body();
+  Parsed parse_chunks();
   Parsed fail(int status, std::string_view code, std::string_view message);
   void dispatch();
   void respond(HttpResponse&& response);
@@ -469,6 +527,12 @@ struct Conn {
   void stream_flush(std::string&& data, bool end, bool failed);
   void linger();
   void set_timer(TimerKind kind, bool rearm = false);
+  /// The write timer while a write is pending, else `otherwise`.
+  void set_timer_unless_writing(TimerKind otherwise) {
+    set_timer(pending_writes > 0 ? TimerKind::write : otherwise);
+  }
+  /// Bytes of the queued writes that reached the kernel so far.
+  std::uint64_t written() { return write_queued - uv_stream_get_write_queue_size(handle()); }
   void on_timer();
   void close();
   void reset_request();
@@ -508,8 +572,9 @@ void shutdown_cb(uv_shutdown_t* req, int status) {
   if (status < 0 && status != UV_ECANCELED) c->close();
 }
 
-void async_cb(uv_async_t* a) {
-  static_cast<LoopCtx*>(a->data)->drain_inbox();
+void wake_cb(uv_poll_t* p, int status, int) {
+  if (status < 0) log::error("loop server: inbox poll failed", {{"error", uv_strerror(status)}});
+  static_cast<LoopCtx*>(p->data)->on_wake();
 }
 
 void deliver(const std::shared_ptr<ConnLink>& link, std::uint64_t seq, HttpResponse&& response) {
@@ -694,6 +759,7 @@ void Conn::set_timer(TimerKind kind, bool rearm) {
       break;
     case TimerKind::write:
       ms = ms_of(opts().write_timeout);
+      write_mark = written();
       break;
     case TimerKind::linger:
       ms = ms_of(std::min(opts().read_timeout, kMaxLinger));
@@ -705,6 +771,13 @@ void Conn::set_timer(TimerKind kind, bool rearm) {
 void Conn::on_timer() {
   const TimerKind kind = timer_kind;
   timer_kind = TimerKind::none;
+  if (kind == TimerKind::write && pending_writes > 0 && written() > write_mark) {
+    // A large write is still going but the client took bytes since the timer
+    // was armed (libuv reports a write only once it is whole): a fresh
+    // deadline. A client that takes nothing for a whole period is cut off.
+    set_timer(TimerKind::write, true);
+    return;
+  }
   if (kind == TimerKind::read && pending_writes == 0 &&
       (phase == Phase::head || phase == Phase::body)) {
     respond_error(408, "request_timeout", "the request did not arrive in time");
@@ -781,6 +854,7 @@ void Conn::reset_request() {
   chunk_state = Chunk::size;
   chunk_left = 0;
   trailer_bytes = 0;
+  body_raw = 0;
   head_scan = 0;
 }
 
@@ -798,7 +872,7 @@ void Conn::process() {
         set_timer(TimerKind::idle);
       } else {
         if (!reading) start_reading();
-        set_timer(TimerKind::read);
+        set_timer_unless_writing(TimerKind::read);  // e.g. a "100 Continue" still queued
       }
       break;
     }
@@ -1023,16 +1097,41 @@ Conn::Parsed Conn::parse_body() {
     }
     return Parsed::done;
   }
+  // Chunked: the raw bytes (framing, extensions, trailers) count against the
+  // limit too, and what is decoded is dropped from `in` as it goes, so one
+  // request buffers at most about max_body_bytes + max_header_bytes plus a
+  // read, whatever its chunks look like.
+  const std::size_t start = pos;
+  const Parsed r = parse_chunks();
+  if (r != Parsed::more) return r;
+  body_raw += pos - start;
+  in.erase(0, pos);
+  pos = 0;
+  return Parsed::more;
+}
+
+Conn::Parsed Conn::parse_chunks() {
+  // Framing allowance: 1/8 of the body (small chunks), the trailers, and a
+  // couple of maximal chunk lines.
+  const std::size_t raw_limit = opts().max_body_bytes + opts().max_body_bytes / 8 +
+                                opts().max_header_bytes + 2 * kMaxChunkLine;
+  const std::size_t start = pos;
   while (true) {
+    if (body_raw + (pos - start) > raw_limit) {
+      return fail(413, "body_too_large", "request body too large");
+    }
     switch (chunk_state) {
       case Chunk::size: {
         const std::string_view rest(in.data() + pos, in.size() - pos);
         const std::size_t e = rest.find("\r\n");
         if (e == std::string_view::npos) {
-          if (rest.size() > kMaxChunkLine) {
+          if (rest.size() >= kMaxChunkLine) {  // its CRLF cannot fit any more
             return fail(400, "invalid_request", "chunk size line too long");
           }
           return Parsed::more;
+        }
+        if (e + 2 > kMaxChunkLine) {
+          return fail(400, "invalid_request", "chunk size line too long");
         }
         std::size_t size = 0;
         const auto r = std::from_chars(rest.data(), rest.data() + e, size, 16);
@@ -1103,7 +1202,7 @@ void Conn::dispatch() {
   }
   pos = 0;
   phase = Phase::handler;
-  set_timer(TimerKind::none);
+  set_timer_unless_writing(TimerKind::none);  // a "100 Continue" may still be queued
   response_complete = false;
   if (ctx->draining) keep_alive = false;
   req.remote_addr = peer;
@@ -1130,6 +1229,12 @@ void Conn::respond_error(int status, std::string_view code, std::string_view mes
 
 void Conn::respond(HttpResponse&& response) {
   if (closing) return;
+  if (response.status < 200 || response.status > 599) {
+    // A final answer only: a 1xx would leave the request unanswered on a
+    // keep-alive connection (the next response would be taken for it).
+    log::warn("loop server: invalid response status", {{"status", response.status}});
+    response = error_response(502, "upstream_error", "invalid status from the service");
+  }
   if (response.stream && !head_method) {
     if (server->streams_running.fetch_add(1) >= opts().max_streams) {
       server->streams_running.fetch_sub(1);
@@ -1139,8 +1244,11 @@ void Conn::respond(HttpResponse&& response) {
   const bool streaming = response.stream && !head_method;
   if (streaming && http10) keep_alive = false;  // unframed: the end is the close
   phase = Phase::responding;
-  set_timer(TimerKind::none);
-  if (!keep_alive || ctx->draining) close_after = true;
+  set_timer_unless_writing(TimerKind::none);  // a "100 Continue" may still be queued
+  // `stopping`: stop() began, this loop may not have run begin_drain() yet.
+  if (!keep_alive || ctx->draining || server->stopping.load(std::memory_order_relaxed)) {
+    close_after = true;
+  }
   const bool no_body = no_body_status(response.status);
 
   std::size_t size = 96 + response.content_type.size();
@@ -1154,8 +1262,18 @@ void Conn::respond(HttpResponse&& response) {
   out += ' ';
   out += reason(response.status);
   out += "\r\n";
+  // Nothing from the service may end a header line early or add one.
+  std::size_t dropped = 0;
+  if (!response.content_type.empty() && !valid_header_value(response.content_type)) {
+    response.content_type.clear();
+    ++dropped;
+  }
   const bool own_type = !response.content_type.empty();
   for (const auto& h : response.headers) {
+    if (!valid_header_name(h.name) || !valid_header_value(h.value)) {
+      ++dropped;
+      continue;
+    }
     if (hop_by_hop_any_case(h.name)) continue;
     if (own_type && iequals(h.name, "content-type")) continue;
     out += h.name;
@@ -1182,6 +1300,10 @@ void Conn::respond(HttpResponse&& response) {
   }
   out += "\r\n";
   if (with_body) out += response.body;
+  if (dropped > 0) {
+    log::debug("loop server: invalid response headers dropped",
+               {{"dropped", dropped}, {"status", response.status}});
+  }
 
   if (counted && streaming) {
     // A stream is not waited for by stop(): it is ended.
@@ -1196,7 +1318,10 @@ void Conn::respond(HttpResponse&& response) {
     s->limit = opts().stream_buffer_bytes;
     stream = s;
     write(std::move(out));
-    if (closing) return;
+    if (closing) {  // the write failed: no producer will run
+      server->streams_running.fetch_sub(1);
+      return;
+    }
     if (!server->start_stream(s, std::move(response.stream))) {
       server->streams_running.fetch_sub(1);
       close();
@@ -1241,7 +1366,12 @@ void Conn::write(std::string&& data, std::size_t stream_bytes) {
     close();
     return;
   }
-  if (++pending_writes == 1) set_timer(TimerKind::write, true);
+  write_queued += b.len;
+  // A fresh deadline for the first pending write; else keep the running one
+  // (and arm it if another timer replaced it).
+  if (++pending_writes == 1 || timer_kind != TimerKind::write) {
+    set_timer(TimerKind::write, true);
+  }
 }
 
 void Conn::on_written(WriteReq* w, int status) {
@@ -1407,10 +1537,7 @@ void LoopCtx::finish() {
       log::error("loop server: on_loop_stop failed", {{"error", e.what()}});
     }
   }
-  {
-    std::lock_guard lock(mu);
-    uv_close(reinterpret_cast<uv_handle_t*>(&async), nullptr);
-  }
+  if (wake_ready) uv_close(reinterpret_cast<uv_handle_t*>(&wake), nullptr);  // the fd: ~LoopCtx
 }
 
 void LoopServer::Impl::run_loop(std::size_t index) {
@@ -1556,9 +1683,19 @@ int LoopServer::start() {
       continue;
     }
     ctx->loop_ready = true;
-    uv_async_init(&ctx->loop, &ctx->async, async_cb);
-    ctx->async.data = ctx.get();
-    ctx->async_ready = true;
+    ctx->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ctx->wake_fd < 0) {
+      if (error.empty()) error = std::string("eventfd: ") + std::strerror(errno);
+    } else if (const int prc = uv_poll_init(&ctx->loop, &ctx->wake, ctx->wake_fd); prc != 0) {
+      if (error.empty()) error = std::string("uv_poll_init: ") + uv_strerror(prc);
+    } else {
+      ctx->wake.data = ctx.get();
+      ctx->wake_ready = true;
+      if (const int src = uv_poll_start(&ctx->wake, UV_READABLE, wake_cb);
+          src != 0 && error.empty()) {
+        error = std::string("uv_poll_start: ") + uv_strerror(src);
+      }
+    }
     uv_tcp_init(&ctx->loop, &ctx->listener);
     ctx->listener.data = ctx.get();
     ctx->listener_ready = true;
@@ -1578,7 +1715,7 @@ int LoopServer::start() {
         std::lock_guard lock(ctx->mu);
         ctx->inbox_open = false;
       }
-      uv_close(reinterpret_cast<uv_handle_t*>(&ctx->async), nullptr);
+      if (ctx->wake_ready) uv_close(reinterpret_cast<uv_handle_t*>(&ctx->wake), nullptr);
       uv_run(&ctx->loop, UV_RUN_DEFAULT);
       uv_loop_close(&ctx->loop);
     }

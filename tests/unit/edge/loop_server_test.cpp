@@ -5,12 +5,14 @@
 #include "../../../services/edge/src/loop_server.hpp"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -65,8 +67,11 @@ struct Response {
 
 class Client {
  public:
-  explicit Client(int port) {
+  /// `rcvbuf` > 0: a small receive buffer (a client that takes bytes slowly
+  /// is then felt by the server at once, not after megabytes).
+  explicit Client(int port, int rcvbuf = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
@@ -83,6 +88,17 @@ class Client {
     fd_ = -1;
   }
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+  /// Closes with a reset (RST), not a FIN.
+  void reset() {
+    const linger l{1, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    close();
+  }
+  /// Each recv takes at most `bytes`, after a pause of `pause` (a slow reader).
+  void pace(std::size_t bytes, std::chrono::milliseconds pause) {
+    recv_max_ = bytes;
+    pause_ = pause;
+  }
 
   bool send(std::string_view data) {
     while (!data.empty()) {
@@ -162,6 +178,14 @@ class Client {
       if (!fill(deadline)) return eof_;
     }
   }
+  /// Receives until at least `n` bytes are waiting (false at the deadline).
+  bool receive(std::size_t n) {
+    const auto deadline = Clock::now() + kWait;
+    while (buf_.size() < n) {
+      if (!fill(deadline)) return false;
+    }
+    return true;
+  }
   /// Bytes received that no read() consumed.
   const std::string& pending() const { return buf_; }
 
@@ -175,8 +199,9 @@ class Client {
       const int rc = ::poll(&p, 1, static_cast<int>(left.count()));
       if (rc < 0 && errno == EINTR) continue;
       if (rc <= 0) return false;
+      if (pause_.count() > 0) std::this_thread::sleep_for(pause_);
       char tmp[16384];
-      const ssize_t n = ::recv(fd_, tmp, sizeof(tmp), 0);
+      const ssize_t n = ::recv(fd_, tmp, std::min(sizeof(tmp), recv_max_), 0);
       if (n <= 0) {
         eof_ = true;
         return false;
@@ -190,7 +215,19 @@ class Client {
   bool connected_ = false;
   bool eof_ = false;
   std::string buf_;
+  std::size_t recv_max_ = 16384;
+  std::chrono::milliseconds pause_{0};
 };
+
+/// Open file descriptors of this process.
+std::size_t open_fds() {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d) != nullptr) ++n;
+    ::closedir(d);
+  }
+  return n;
+}
 
 HttpResponse text(int status, std::string body) {
   HttpResponse r;
@@ -319,6 +356,73 @@ TEST(LoopServer, ChunkedBodyOverTheLimitIs413) {
   EXPECT_EQ(r->status, 413);
   EXPECT_NE(r->body.find("\"body_too_large\""), std::string::npos);
   EXPECT_TRUE(c.closed_by_peer());
+}
+
+TEST(LoopServer, ChunkSizeLineTooLongIs400) {
+  LoopServer server(small_options(), echo);
+  const int port = server.start();
+  const std::string head = "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  {
+    // The whole line (CRLF included) has arrived: still over the limit.
+    Client c(port);
+    ASSERT_TRUE(c.send(head + "1;ext=" + std::string(5000, 'e') + "\r\nx\r\n0\r\n\r\n"));
+    auto r = c.read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    EXPECT_NE(r->body.find("\"invalid_request\""), std::string::npos);
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  {
+    // No CRLF yet.
+    Client c(port);
+    ASSERT_TRUE(c.send(head + "1;ext=" + std::string(5000, 'e')));
+    auto r = c.read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  {
+    // Extensions within the limit are fine.
+    Client c(port);
+    ASSERT_TRUE(c.send(head + "2;ext=" + std::string(4000, 'e') + "\r\nok\r\n0\r\n\r\n"));
+    auto r = c.read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "POST /c|ok");
+  }
+}
+
+TEST(LoopServer, ChunkFramingCountsAgainstTheBodyLimit) {
+  // Tiny chunks with large extensions: few body bytes, many raw ones. The
+  // server must refuse once the raw bytes pass about max_body_bytes +
+  // max_header_bytes, not buffer until the decoded body reaches its limit.
+  const auto options = small_options();
+  LoopServer server(options, echo);
+  const int port = server.start();
+  {
+    Client c(port);
+    const std::string chunk = "1;e=" + std::string(4000, 'e') + "\r\nx\r\n";
+    std::string payload = "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const std::size_t bound = options.max_body_bytes + options.max_header_bytes + (64 << 10);
+    while (payload.size() + chunk.size() <= bound) payload += chunk;
+    // Not finished: the only way to an answer is the limit.
+    (void)c.send(payload);
+    auto r = c.read();
+    ASSERT_TRUE(r) << "no answer after " << payload.size() << " bytes";
+    EXPECT_TRUE(r->status == 413 || r->status == 400) << r->status;
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  {
+    // Small chunks of an ordinary body within the limit are fine.
+    Client c(port);
+    std::string payload = "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 1000; ++i) payload += "1\r\ny\r\n";
+    ASSERT_TRUE(c.send(payload + "0\r\n\r\n"));
+    auto r = c.read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "POST /c|" + std::string(1000, 'y'));
+  }
 }
 
 TEST(LoopServer, ExpectContinue) {
@@ -577,6 +681,70 @@ TEST(LoopServer, NoBodyStatusesHaveNoLength) {
   EXPECT_TRUE(c.pending().empty());
 }
 
+TEST(LoopServer, ResponseHeadersThatWouldInjectAreDropped) {
+  LoopServer server(small_options(), [](HttpRequest, Reply reply) {
+    auto r = text(200, "ok");
+    r.content_type = "text/plain\r\nX-Evil: 1";
+    r.headers.push_back({"x-a", "v\r\nSet-Cookie: a=b"});
+    r.headers.push_back({"x-b", "v\nSet-Cookie: c=d"});
+    r.headers.push_back({"x-c", std::string("v\0w", 3)});
+    r.headers.push_back({"Set-Cookie: e=f\r\nx-d", "v"});
+    r.headers.push_back({"bad name", "v"});
+    r.headers.push_back({"", "v"});
+    r.headers.push_back({"x-good", "fine\tvalue"});
+    reply.send(std::move(r));
+  });
+  Client c(server.start());
+  for (int round = 0; round < 2; ++round) {  // the framing holds: the connection goes on
+    ASSERT_TRUE(c.send("GET /h HTTP/1.1\r\n\r\n"));
+    auto r = c.read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "ok");
+    EXPECT_EQ(r->get("x-good"), "fine\tvalue");
+    EXPECT_EQ(r->get("content-length"), "2");
+    for (const char* name :
+         {"set-cookie", "x-a", "x-b", "x-c", "x-d", "x-evil", "bad name", "content-type", ""}) {
+      EXPECT_EQ(r->header(name), nullptr) << name;
+    }
+    EXPECT_EQ(r->headers.size(), 2u);
+    EXPECT_TRUE(c.pending().empty());
+  }
+}
+
+TEST(LoopServer, InvalidFinalStatusIs502) {
+  std::atomic<bool> produced{false};
+  LoopServer server(small_options(), [&](HttpRequest req, Reply reply) {
+    if (req.path == "/ok") {
+      reply.send(text(200, "fine"));
+      return;
+    }
+    auto r = text(std::stoi(req.path.substr(1)), "body");
+    if (req.query == "stream") {
+      r.stream = [&](const std::function<bool(std::string_view)>& write) {
+        produced = true;
+        write("streamed");
+      };
+    }
+    reply.send(std::move(r));
+  });
+  Client c(server.start());
+  for (const std::string target : {"/100", "/101", "/199", "/0", "/-1", "/600", "/100?stream"}) {
+    ASSERT_TRUE(c.send("GET " + target + " HTTP/1.1\r\n\r\n"));
+    auto r = c.read();
+    ASSERT_TRUE(r) << target;
+    EXPECT_EQ(r->status, 502) << target;
+    EXPECT_NE(r->body.find("\"upstream_error\""), std::string::npos) << target;
+    // Keep-alive framing intact: the next request gets its own answer.
+    ASSERT_TRUE(c.send("GET /ok HTTP/1.1\r\n\r\n"));
+    r = c.read();
+    ASSERT_TRUE(r) << target;
+    EXPECT_EQ(r->status, 200) << target;
+    EXPECT_EQ(r->body, "fine") << target;
+  }
+  EXPECT_FALSE(produced.load());
+}
+
 TEST(LoopServer, StreamedResponse) {
   LoopServer server(small_options(), [](HttpRequest, Reply reply) {
     HttpResponse r;
@@ -693,6 +861,50 @@ TEST(LoopServer, TooManyStreamsIs503) {
   EXPECT_EQ(r->body, "x");
 }
 
+TEST(LoopServer, StreamSlotIsFreedWhenTheHeadCannotBeWritten) {
+  // The handler answers on the loop once the client has reset the
+  // connection: writing the head fails and closes it, and the stream slot
+  // (max_streams = 1) must be given back.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false;
+  bool go = false;
+  auto options = small_options();
+  options.max_streams = 1;
+  LoopServer server(options, [&](HttpRequest req, Reply reply) {
+    HttpResponse r;
+    r.stream = [](const std::function<bool(std::string_view)>& write) { write("ok"); };
+    if (req.path == "/first") {
+      std::unique_lock lock(mu);
+      entered = true;
+      cv.notify_all();
+      cv.wait_for(lock, kWait, [&] { return go; });  // test only: holds the loop
+    }
+    reply.send(std::move(r));
+  });
+  const int port = server.start();
+  {
+    Client a(port);
+    ASSERT_TRUE(a.send("GET /first HTTP/1.1\r\n\r\n"));
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kWait, [&] { return entered; }));
+    a.reset();
+    go = true;
+    cv.notify_all();
+  }
+  // (Had the reset come too late, the first stream ran and ended: either way
+  // the slot is free again.)
+  std::optional<Response> r;
+  EXPECT_TRUE(eventually([&] {
+    Client b(port);
+    if (!b.send("GET /second HTTP/1.1\r\n\r\n")) return false;
+    r = b.read();
+    return r && r->status == 200;
+  })) << (r ? r->status : 0);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "ok");
+}
+
 TEST(LoopServer, DroppedReplyIs500) {
   Parked parked;
   LoopServer server(small_options(), [&](HttpRequest req, Reply reply) {
@@ -789,6 +1001,38 @@ TEST(LoopServer, WriteTimeoutClosesAClientThatDoesNotRead) {
   ASSERT_TRUE(eventually([&] { return sent.load(); }));
   EXPECT_EQ(server.connections(), 1u);  // still writing
   EXPECT_TRUE(eventually([&] { return server.connections() == 0; }));
+}
+
+TEST(LoopServer, WriteTimeoutSparesASlowReaderThatMakesProgress) {
+  // One large write takes several write_timeouts to go out, but the client
+  // takes bytes all along: it gets the whole body. One that stops reading
+  // is still cut off. (The server sees progress when the kernel takes more,
+  // i.e. after the client drained about a third of a send buffer that may
+  // grow to 4 MB: the reader must be fast enough for that within a period.)
+  auto options = small_options();
+  options.write_timeout = 300ms;
+  const std::size_t size = std::size_t{16} << 20;
+  LoopServer server(
+      options, [&](HttpRequest, Reply reply) { reply.send(text(200, std::string(size, 's'))); });
+  const int port = server.start();
+  {
+    Client c(port, 64 << 10);
+    c.pace(16 << 10, 1ms);  // at most 16 MB/s
+    ASSERT_TRUE(c.send("GET /big HTTP/1.1\r\n\r\n"));
+    const auto t0 = Clock::now();
+    auto r = c.read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body.size(), size);
+    EXPECT_GT(Clock::now() - t0, 2 * options.write_timeout);  // it did take several periods
+  }
+  ASSERT_TRUE(eventually([&] { return server.connections() == 0; }));
+  {
+    Client c(port, 64 << 10);
+    ASSERT_TRUE(c.send("GET /big HTTP/1.1\r\n\r\n"));
+    ASSERT_TRUE(c.receive(std::size_t{1} << 20));  // takes a little, then stalls
+    EXPECT_EQ(server.connections(), 1u);
+    EXPECT_TRUE(eventually([&] { return server.connections() == 0; }));
+  }
 }
 
 TEST(LoopServer, StopAnswersARequestInFlight) {
@@ -906,6 +1150,47 @@ TEST(LoopServer, LoopHooksRunOncePerLoopOnItsThread) {
     threads.insert(started[i]);
   }
   EXPECT_EQ(threads.size(), 3u);
+}
+
+TEST(LoopServer, PostsFromManyThreadsAllRunWithoutLostWakeups) {
+  const std::size_t fds_before = open_fds();
+  {
+    LoopServer server(small_options(), echo);
+    server.start();
+    // Bursts from several threads.
+    constexpr int kThreads = 4;
+    constexpr int kPosts = 20000;
+    std::atomic<int> ran{0};
+    std::vector<std::thread> senders;
+    for (int t = 0; t < kThreads; ++t) {
+      senders.emplace_back([&, t] {
+        for (int i = 0; i < kPosts; ++i) {
+          EXPECT_TRUE(server.post(static_cast<std::size_t>(t + i), [&] { ++ran; }));
+        }
+      });
+    }
+    for (auto& t : senders) t.join();
+    EXPECT_TRUE(eventually([&] { return ran.load() == kThreads * kPosts; }));
+
+    // Ping-pong: each post waits for the previous one to run, so every post
+    // lands on a loop that just went idle (a lost wake-up hangs here).
+    for (std::size_t loop = 0; loop < server.loops(); ++loop) {
+      std::mutex mu;
+      std::condition_variable cv;
+      int done = 0;
+      for (int i = 0; i < 2000; ++i) {
+        ASSERT_TRUE(server.post(loop, [&] {
+          std::lock_guard lock(mu);
+          ++done;
+          cv.notify_all();
+        }));
+        std::unique_lock lock(mu);
+        ASSERT_TRUE(cv.wait_for(lock, kWait, [&] { return done == i + 1; })) << i;
+      }
+    }
+  }
+  // The inboxes' descriptors are closed with the server.
+  EXPECT_EQ(open_fds(), fds_before);
 }
 
 TEST(LoopServer, DefaultReplyHasNoLoop) {
