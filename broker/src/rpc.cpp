@@ -37,7 +37,7 @@ constexpr const char* kReplyTo = "amq.rabbitmq.reply-to";
 class RpcClient::Impl final : public detail::Session {
  public:
   explicit Impl(RpcClientOptions options)
-      : Session(options.connection, false),
+      : Session(options.connection, false, static_cast<uv_loop_t*>(options.uv_loop)),
         max_in_flight_(options.max_in_flight),
         prefix_(new_id().substr(0, 12) + ".") {
     builder_.set_user_id(login_user());

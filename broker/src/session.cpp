@@ -64,8 +64,12 @@ struct Session::DeclareRequest {
   std::size_t remaining = 0;
 };
 
-Session::Session(ConnectionOptions options, bool confirms)
-    : options_(std::move(options)), confirms_(confirms), metrics_(options_.name) {
+Session::Session(ConnectionOptions options, bool confirms, uv_loop_t* event_loop)
+    : options_(std::move(options)),
+      confirms_(confirms),
+      metrics_(options_.name),
+      event_loop_(event_loop != nullptr ? event_loop : &loop_),
+      own_loop_(event_loop == nullptr) {
   try {
     const ParsedUrl url = parse_url(options_.url);
     login_user_ = url.user;
@@ -82,17 +86,42 @@ Session::~Session() {
   }
 }
 
+namespace {
+
+template <class Handle>
+void close_owned(Handle*& h) {
+  if (h == nullptr) return;
+  h->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(h),
+           [](uv_handle_t* x) { delete reinterpret_cast<Handle*>(x); });
+  h = nullptr;
+}
+
+}  // namespace
+
 void Session::start() {
-  if (uv_loop_init(&loop_) != 0) throw BrokerError("broker: uv_loop_init failed");
-  uv_poll_init(&loop_, &wake_poll_, wakeup_.fd());
-  wake_poll_.data = this;
-  uv_poll_start(&wake_poll_, UV_READABLE, &Session::on_wake_cb);
-  uv_timer_init(&loop_, &timer_);
-  timer_.data = this;
-  uv_timer_start(&timer_, &Session::on_timer_cb, static_cast<std::uint64_t>(kTick.count()),
+  if (own_loop_) {
+    if (uv_loop_init(&loop_) != 0) throw BrokerError("broker: uv_loop_init failed");
+  } else {
+    loop_thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  }
+  wake_poll_ = new uv_poll_t;
+  uv_poll_init(event_loop_, wake_poll_, wakeup_.fd());
+  wake_poll_->data = this;
+  uv_poll_start(wake_poll_, UV_READABLE, &Session::on_wake_cb);
+  timer_ = new uv_timer_t;
+  uv_timer_init(event_loop_, timer_);
+  timer_->data = this;
+  uv_timer_start(timer_, &Session::on_timer_cb, static_cast<std::uint64_t>(kTick.count()),
                  static_cast<std::uint64_t>(kTick.count()));
+  if (!own_loop_) {
+    check_ = new uv_check_t;
+    uv_check_init(event_loop_, check_);
+    check_->data = this;
+    uv_check_start(check_, &Session::on_check_cb);
+  }
   started_ = true;
-  loop_thread_ = std::thread([this] { run_loop(); });
+  if (own_loop_) loop_thread_ = std::thread([this] { run_loop(); });
   request_connect(std::chrono::milliseconds(0));
   connector_ = std::thread([this] { connector_main(); });
 }
@@ -111,6 +140,21 @@ void Session::stop() {
   }
   conn_cv_.notify_all();
   if (connector_.joinable()) connector_.join();
+  if (!own_loop_) {
+    // On the given loop's thread: shut down here; what was posted (an
+    // adopted connection) is run first so that nothing leaks.
+    std::vector<std::function<void()>> fns;
+    {
+      std::lock_guard lk(post_mu_);
+      stopping_ = true;
+      fns.swap(posted_);
+    }
+    std::lock_guard io(io_mu_);
+    shut_down_ = true;
+    for (auto& fn : fns) fn();
+    shutdown_on_loop();
+    return;
+  }
   {
     std::lock_guard lk(post_mu_);
     posted_.push_back([this] { shutdown_on_loop(); });
@@ -180,6 +224,14 @@ void Session::on_wake_cb(uv_poll_t* handle, int, int) {
   // capped drain, or pulled in by a synchronous call) are drained here.
   self->drain(false);
   self->after_callback();
+}
+
+void Session::on_check_cb(uv_check_t* handle) {
+  auto* self = static_cast<Session*>(handle->data);
+  if (self == nullptr || !self->wake_pending_ || self->shut_down_) return;
+  std::lock_guard io(self->io_mu_);
+  self->before_callback();
+  self->after_callback();  // runs on_wake()
 }
 
 void Session::on_timer_cb(uv_timer_t* handle) {
@@ -293,7 +345,7 @@ void Session::adopt(amqp_connection_state_t c) {
   conn_ = c;
   const int fd = amqp_get_sockfd(c);
   poll_ = new uv_poll_t;
-  if (uv_poll_init_socket(&loop_, poll_, fd) != 0) {
+  if (uv_poll_init_socket(event_loop_, poll_, fd) != 0) {
     delete poll_;
     poll_ = nullptr;
     {
@@ -734,10 +786,14 @@ void Session::shutdown_on_loop() {
     std::lock_guard lk(post_mu_);
     async_closed_ = true;
   }
-  uv_timer_stop(&timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
-  uv_poll_stop(&wake_poll_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&wake_poll_), nullptr);
+  uv_timer_stop(timer_);
+  close_owned(timer_);
+  uv_poll_stop(wake_poll_);
+  close_owned(wake_poll_);
+  if (check_ != nullptr) {
+    uv_check_stop(check_);
+    close_owned(check_);
+  }
 }
 
 }  // namespace sb::broker::detail

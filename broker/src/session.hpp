@@ -73,7 +73,11 @@ using OpDone = std::function<void(const OpResult&)>;
 
 class Session {
  public:
-  Session(ConnectionOptions options, bool confirms);
+  /// With `event_loop`, the session runs on that libuv loop instead of a
+  /// loop thread of its own: start(), stop() and the destructor must then be
+  /// called on that loop's thread, and the loop must keep running after
+  /// stop() until the session's handles are closed (they free themselves).
+  Session(ConnectionOptions options, bool confirms, uv_loop_t* event_loop = nullptr);
   virtual ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -81,8 +85,8 @@ class Session {
   /// Starts the threads; the first connect attempt begins at once.
   void start();
   /// Closes the connection and joins the threads. Idempotent. Must not be
-  /// called from the loop thread. Derived classes call it in their
-  /// destructor, before their own members go.
+  /// called from the loop thread (but must be, with an event loop given). Derived classes call it
+  /// in their destructor, before their own members go.
   void stop();
 
   bool connected() const { return connected_.load(std::memory_order_acquire); }
@@ -185,6 +189,7 @@ class Session {
 
   static void on_wake_cb(uv_poll_t* handle, int status, int events);
   static void on_timer_cb(uv_timer_t* handle);
+  static void on_check_cb(uv_check_t* handle);
   static void on_poll_cb(uv_poll_t* handle, int status, int events);
 
   void run_loop();
@@ -218,10 +223,16 @@ class Session {
   bool quiet_reconnect_ = false;    // loop thread: the next failure is expected
 
   uv_loop_t loop_{};
+  uv_loop_t* event_loop_ = nullptr;  // the loop the session runs on: &loop_ or the given one
+  bool own_loop_ = true;
   // Wakes the loop from other threads (not uv_async_t: see wakeup.hpp).
   Wakeup wakeup_;
-  uv_poll_t wake_poll_{};
-  uv_timer_t timer_{};
+  // Heap handles, freed by their close callbacks (the given loop closes them
+  // after the session is gone).
+  uv_poll_t* wake_poll_ = nullptr;
+  uv_timer_t* timer_ = nullptr;
+  uv_check_t* check_ =
+      nullptr;  // given loop only: runs on_wake() after wake() from outside a callback
   uv_poll_t* poll_ = nullptr;
   std::thread loop_thread_;
   std::atomic<std::thread::id> loop_thread_id_{};

@@ -5,6 +5,7 @@
 #include "test_util.hpp"
 
 #include <gtest/gtest.h>
+#include <uv.h>
 
 #include <algorithm>
 #include <atomic>
@@ -249,4 +250,122 @@ TEST(BrokerAsyncRpc, AnswerAfterTheCallersDeadlineIsSentAndDropped) {
 }
 
 }  // namespace
+// RpcClientOptions::uv_loop: the client runs on the caller's loop (the edge's
+// event loops) — created, called, answered and destroyed on that thread, and
+// the loop closes cleanly afterwards (every handle it made is freed).
+TEST(BrokerAsyncRpc, ClientOnTheCallersLoopAnswersOnThatThread) {
+  const auto url = fresh_vhost("arpc");
+  RpcServer server(RpcServerOptions{connection(url, "test.srv"), 2, 64});
+  server.serve("echo", [](const Delivery& d) { return json("ok:" + d.message.body); });
+
+  struct State {
+    uv_loop_t loop{};
+    uv_timer_t stopper{};
+    std::unique_ptr<RpcClient> client;
+    std::thread::id loop_thread;
+    int ok = 0, wrong_thread = 0, no_route = 0, closed = 0, other = 0;
+    int answered = 0;
+  } st;
+  constexpr int kCalls = 300;
+  int close_rc = -1;
+  std::thread t([&] {
+    ASSERT_EQ(uv_loop_init(&st.loop), 0);
+    st.loop_thread = std::this_thread::get_id();
+    RpcClientOptions o{connection(url, "test.loop.rpc"), 4096};
+    o.uv_loop = &st.loop;
+    st.client = std::make_unique<RpcClient>(std::move(o));
+    uv_timer_init(&st.loop, &st.stopper);
+    st.stopper.data = &st;
+    auto on_result = [&st](int i, RpcClient::Result r) {
+      if (std::this_thread::get_id() != st.loop_thread) ++st.wrong_thread;
+      if (r.reply && r.reply->body == "ok:" + std::to_string(i)) {
+        ++st.ok;
+      } else if (r.error && r.error->code() == RpcErrorCode::no_route) {
+        ++st.no_route;
+      } else if (r.error && r.error->code() == RpcErrorCode::closed) {
+        ++st.closed;
+      } else {
+        ++st.other;
+      }
+      if (++st.answered == kCalls + 1) {
+        // Not from inside the client's own callback: on the next turn.
+        uv_timer_start(
+            &st.stopper,
+            [](uv_timer_t* h) {
+              auto* s = static_cast<State*>(h->data);
+              s->client.reset();  // on the loop's thread
+              uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+            },
+            0, 0);
+      }
+    };
+    for (int i = 0; i < kCalls; ++i) {
+      st.client->call("echo", json(std::to_string(i)), 20s,
+                      [on_result, i](RpcClient::Result r) { on_result(i, std::move(r)); });
+    }
+    st.client->call("nobody.home", json("x"), 20s,
+                    [on_result](RpcClient::Result r) { on_result(-1, std::move(r)); });
+    uv_run(&st.loop, UV_RUN_DEFAULT);  // returns once every handle is closed
+    close_rc = uv_loop_close(&st.loop);
+  });
+  t.join();
+  EXPECT_EQ(st.ok, kCalls);
+  EXPECT_EQ(st.no_route, 1);
+  EXPECT_EQ(st.wrong_thread, 0);
+  EXPECT_EQ(st.other + st.closed, 0);
+  EXPECT_EQ(close_rc, 0) << "a handle of the client was left open on the caller's loop";
+}
+
+// Destroyed with calls in flight: each is answered `closed`, on the loop.
+TEST(BrokerAsyncRpc, ClientOnTheCallersLoopAnswersCallsInFlightWhenDestroyed) {
+  const auto url = fresh_vhost("arpc");
+  Batcher batcher(/*hold=*/true);
+  RpcServer server(RpcServerOptions{connection(url, "test.srv"), 2, 64});
+  server.serve_async("held",
+                     [&](const Delivery& d, RpcResponder r) { batcher.add(d, std::move(r)); });
+  uv_loop_t loop{};
+  uv_timer_t poller{};
+  std::unique_ptr<RpcClient> client;
+  int closed = 0, other = 0;
+  int close_rc = -1;
+  std::thread t([&] {
+    ASSERT_EQ(uv_loop_init(&loop), 0);
+    RpcClientOptions o{connection(url, "test.loop.rpc"), 4096};
+    o.uv_loop = &loop;
+    client = std::make_unique<RpcClient>(std::move(o));
+    for (int i = 0; i < 20; ++i) {
+      client->call("held", json(std::to_string(i)), 30s, [&](RpcClient::Result r) {
+        (r.error && r.error->code() == RpcErrorCode::closed ? closed : other)++;
+      });
+    }
+    // Once the server holds all 20, destroy the client on the loop.
+    uv_timer_init(&loop, &poller);
+    poller.data = &client;
+    struct Ctx {
+      std::unique_ptr<RpcClient>* client;
+      Batcher* batcher;
+    };
+    static Ctx ctx;
+    ctx = Ctx{&client, &batcher};
+    poller.data = &ctx;
+    uv_timer_start(
+        &poller,
+        [](uv_timer_t* h) {
+          auto* c = static_cast<Ctx*>(h->data);
+          if (c->batcher->pending() < 20) return;
+          c->client->reset();
+          uv_timer_stop(h);
+          uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+        },
+        10, 10);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    close_rc = uv_loop_close(&loop);
+  });
+  t.join();
+  batcher.release();
+  EXPECT_EQ(closed, 20);
+  EXPECT_EQ(other, 0);
+  EXPECT_EQ(close_rc, 0);
+}
+
 }  // namespace sb::broker::test

@@ -56,6 +56,12 @@ class RpcError : public BrokerError {
 struct RpcClientOptions {
   ConnectionOptions connection;
   std::size_t max_in_flight = 4096;
+  /// A uv_loop_t* to run on instead of a thread of its own (an edge event
+  /// loop: requests published and replies answered on the loop that serves
+  /// the caller, with no hop between threads). The client must then be
+  /// created, called and destroyed on that loop's thread, and the loop kept
+  /// running after the client is destroyed until its handles are closed.
+  void* uv_loop = nullptr;
 };
 
 class RpcClient {
