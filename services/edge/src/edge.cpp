@@ -25,6 +25,8 @@ namespace {
 // The HTTP upstream client of the event loop this thread runs (set by the
 // loop server's on_loop_start, cleared by on_loop_stop).
 thread_local LoopUpstream* t_upstream = nullptr;
+// And its RPC client.
+thread_local broker::RpcClient* t_rpc = nullptr;
 
 }  // namespace
 
@@ -42,6 +44,7 @@ struct Edge::Impl {
   std::shared_ptr<Upstreams> upstreams;
   std::mutex loop_mu;
   std::vector<std::unique_ptr<LoopUpstream>> loop_upstreams;  // by loop index
+  std::vector<std::unique_ptr<broker::RpcClient>> loop_rpc;   // by loop index
   std::unique_ptr<LoopServer> server;
   std::atomic<int> port{0};
   std::atomic<bool> serving{false};
@@ -125,6 +128,7 @@ void Edge::start() {
     impl_->identity->mark_loaded();
   }
   deps.identity = impl_->identity;
+  deps.loop_rpc = [] { return t_rpc; };
   auto routes = impl_->routes;
   deps.catalog = [routes] { return routes->catalog(); };
   auto* impl = impl_.get();
@@ -157,19 +161,37 @@ void Edge::start() {
   auto* im = impl_.get();
   so.on_loop_start = [im](std::size_t index, uv_loop_t* loop) {
     auto up = std::make_unique<LoopUpstream>(loop, im->options.upstream, im->upstreams);
+    broker::RpcClientOptions ro;
+    ro.connection = im->options.broker;
+    ro.connection.name = im->options.broker.name + "-loop-" + std::to_string(index);
+    ro.max_in_flight = im->options.rpc_max_in_flight;
+    ro.uv_loop = loop;
+    auto rpc = std::make_unique<broker::RpcClient>(std::move(ro));
     t_upstream = up.get();
+    t_rpc = rpc.get();
     std::lock_guard lock(im->loop_mu);
-    if (im->loop_upstreams.size() <= index) im->loop_upstreams.resize(index + 1);
+    if (im->loop_upstreams.size() <= index) {
+      im->loop_upstreams.resize(index + 1);
+      im->loop_rpc.resize(index + 1);
+    }
     im->loop_upstreams[index] = std::move(up);
+    im->loop_rpc[index] = std::move(rpc);
   };
   so.on_loop_stop = [im](std::size_t index) {
     t_upstream = nullptr;
+    t_rpc = nullptr;
     std::unique_ptr<LoopUpstream> up;
+    std::unique_ptr<broker::RpcClient> rpc;
     {
       std::lock_guard lock(im->loop_mu);
-      if (index < im->loop_upstreams.size()) up = std::move(im->loop_upstreams[index]);
+      if (index < im->loop_upstreams.size()) {
+        up = std::move(im->loop_upstreams[index]);
+        rpc = std::move(im->loop_rpc[index]);
+      }
     }
-    up.reset();  // on its own loop's thread: its calls in flight are answered
+    // On their own loop's thread: calls in flight are answered (closed).
+    rpc.reset();
+    up.reset();
   };
   impl_->server = std::make_unique<LoopServer>(std::move(so), [im](HttpRequest req, Reply reply) {
     req.remote_addr =

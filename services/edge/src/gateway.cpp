@@ -682,15 +682,23 @@ class Gateway::Impl {
   void forward_async(const std::shared_ptr<AsyncCall>& c) {
     const auto& target = *c->result.target;
     if (target.transport.kind == registry::Transport::Kind::amqp) {
-      // The callback runs on the RPC client's thread: it touches only the call.
-      rpc()->call(target.rpc_key(), rpc_request(c->req, c->path, target, c->ctx), c->timeout,
-                  [c](broker::RpcClient::Result r) {
-                    if (r.reply) {
-                      complete(c, response_from_reply(*r.reply));
-                    } else {
-                      complete(c, error_answer(rpc_failure(*r.error)));
-                    }
-                  });
+      // The callback runs on the RPC client's loop — this event loop when it
+      // has its own client, else the shared client's thread: it touches only
+      // the call.
+      auto on_reply = [c](broker::RpcClient::Result r) {
+        if (r.reply) {
+          complete(c, response_from_reply(*r.reply));
+        } else {
+          complete(c, error_answer(rpc_failure(*r.error)));
+        }
+      };
+      auto* local = deps_.loop_rpc ? deps_.loop_rpc() : nullptr;
+      auto request = rpc_request(c->req, c->path, target, c->ctx);
+      if (local != nullptr) {
+        local->call(target.rpc_key(), std::move(request), c->timeout, std::move(on_reply));
+      } else {
+        rpc()->call(target.rpc_key(), std::move(request), c->timeout, std::move(on_reply));
+      }
       return;
     }
     if (!deps_.async_upstream) {

@@ -91,6 +91,10 @@ class Gateway {
         const std::string& instance_id, const std::string& base_url, HttpRequest request,
         std::chrono::steady_clock::time_point deadline, std::function<void(UpstreamResult)> done)>;
     AsyncUpstream async_upstream;
+    /// The RPC client of the event loop handle_async runs on (null: none,
+    /// or not on a loop): routed AMQP calls go through it, with no hop
+    /// between threads. Blocking paths always use `rpc`.
+    std::function<broker::RpcClient*()> loop_rpc;
   };
 
   Gateway(GatewayOptions options, Dependencies deps);
