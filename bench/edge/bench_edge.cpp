@@ -20,13 +20,14 @@
 //
 // Usage: bench_edge AMQP_URL POSTGRES_URL REDIS_URL [--build DIR]
 //          [--duration S] [--warmup S] [--connections N] [--wrk-threads N]
-//          [--edge-threads N] [--edge-loops N] [--edge-rpc-connections N]
+//          [--rounds N] [--edge-threads N] [--edge-loops N] [--edge-rpc-connections N]
 //          [--plugin-http-threads N] [--only abcd] [--keep]
 
 #include <httplib.h>
 #include <rapidjson/document.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <amqp.h>
 #include <chrono>
@@ -71,6 +72,7 @@ struct Options {
   int wrk_threads = 2;
   int edge_threads = 128;  // the edge's default (http.threads)
   int edge_loops = 2;      // the edge's default (http.loops)
+  int rounds = 3;          // alternating rounds; ratios of the medians
   int edge_rpc = 1;        // the edge's default (edge.rpc_connections)
   int plugin_http_threads = 256;
   std::string only = "abcd";
@@ -548,9 +550,16 @@ int usage() {
   std::fprintf(stderr,
                "usage: bench_edge AMQP_URL POSTGRES_URL REDIS_URL [--build DIR] [--duration S] "
                "[--warmup S] [--connections N] [--wrk-threads N] [--edge-threads N] "
-               "[--edge-loops N] [--edge-rpc-connections N] [--plugin-http-threads N] "
+               "[--rounds N] [--edge-loops N] [--edge-rpc-connections N] [--plugin-http-threads N] "
                "[--only abcd] [--keep]\n");
   return 2;
+}
+
+// The round with the median req/s (empty when the case did not run).
+Figures median_of(std::vector<Figures> v) {
+  if (v.empty()) return Figures{};
+  std::sort(v.begin(), v.end(), [](const Figures& x, const Figures& y) { return x.rps < y.rps; });
+  return v[v.size() / 2];
 }
 
 void print_ratio(const char* what, const Figures& num, const Figures& den, double goal) {
@@ -566,8 +575,8 @@ int run(const Options& o) {
               std::thread::hardware_concurrency());
   std::printf(
       "%d connections / calls in flight, wrk %d threads, %d s warm-up then %d s measured per "
-      "case\n",
-      o.connections, o.wrk_threads, o.warmup_s, o.duration_s);
+      "case, %d alternating rounds\n",
+      o.connections, o.wrk_threads, o.warmup_s, o.duration_s, o.rounds);
   std::fflush(stdout);
 
   const std::string dir = make_work_dir("edge");
@@ -666,30 +675,43 @@ int run(const Options& o) {
                 std::chrono::duration<double>(Clock::now() - started).count(), dir.c_str(),
                 base_url.c_str());
 
-    Figures a, b_, c, d;
     // Pairs side by side: (d) then (a) on the AMQP instance, (b) then (c)
-    // on the HTTP instance.
-    if (o.runs('d')) {
-      d = plain_rpc(o, "(d) plain rabbitmq-c RPC, " + std::to_string(o.connections) + " in flight",
-                    "benchamqp.1.0.0", "/public/ping");
-      stack.check_alive();
-    }
-    if (o.runs('a')) {
-      a = wrk_case(o, dir, "(a) edge -> AMQP RPC -> plugin", url_a);
-      stack.check_alive();
-    }
-    if (o.runs('b')) {
-      b_ = wrk_case(o, dir, "(b) edge -> HTTP upstream -> plugin", url_b);
-      stack.check_alive();
-    }
-    if (o.runs('c')) {
-      c = wrk_case(o, dir, "(c) nginx proxy_pass -> plugin", url_c);
-      stack.check_alive();
+    // on the HTTP instance; rounds alternate them, so that load from
+    // elsewhere on the box falls on both sides of each ratio, and the ratios
+    // are of the medians.
+    std::vector<Figures> as, bs, cs, ds;
+    for (int round = 1; round <= o.rounds; ++round) {
+      const std::string suffix = o.rounds > 1 ? " #" + std::to_string(round) : "";
+      if (o.runs('d')) {
+        ds.push_back(plain_rpc(
+            o, "(d) plain rabbitmq-c RPC, " + std::to_string(o.connections) + " in flight" + suffix,
+            "benchamqp.1.0.0", "/public/ping"));
+        stack.check_alive();
+      }
+      if (o.runs('a')) {
+        as.push_back(wrk_case(o, dir, "(a) edge -> AMQP RPC -> plugin" + suffix, url_a));
+        stack.check_alive();
+      }
+      if (o.runs('b')) {
+        bs.push_back(wrk_case(o, dir, "(b) edge -> HTTP upstream -> plugin" + suffix, url_b));
+        stack.check_alive();
+      }
+      if (o.runs('c')) {
+        cs.push_back(wrk_case(o, dir, "(c) nginx proxy_pass -> plugin" + suffix, url_c));
+        stack.check_alive();
+      }
     }
     std::printf("\nload average after: %s\n", loadavg().c_str());
     print_header();
-    for (const Figures* f : {&a, &b_, &c, &d}) {
-      if (f->ran) print_figures(*f);
+    for (const auto* v : {&as, &bs, &cs, &ds}) {
+      for (const auto& f : *v) print_figures(f);
+    }
+    const Figures a = median_of(as), b_ = median_of(bs), c = median_of(cs), d = median_of(ds);
+    if (o.rounds > 1) {
+      std::printf("  medians (by req/s; latencies of that round):\n");
+      for (const Figures* f : {&a, &b_, &c, &d}) {
+        if (f->ran) print_figures(*f);
+      }
     }
     std::printf(
         "  req/s counts successes only; errors: wrk's \"Non-2xx or 3xx responses\" (status >= "
@@ -740,6 +762,8 @@ int main(int argc, char** argv) {
       ok = int_arg(i, o.wrk_threads) && o.wrk_threads > 0;
     } else if (a == "--edge-threads") {
       ok = int_arg(i, o.edge_threads) && o.edge_threads > 0;
+    } else if (a == "--rounds") {
+      ok = int_arg(i, o.rounds) && o.rounds > 0;
     } else if (a == "--edge-loops") {
       ok = int_arg(i, o.edge_loops) && o.edge_loops > 0;
     } else if (a == "--edge-rpc-connections") {
