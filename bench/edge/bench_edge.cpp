@@ -48,6 +48,7 @@
 
 #include "procs.hpp"
 #include "raw_amqp.hpp"
+#include "switchboard/broker/options.hpp"
 
 namespace {
 
@@ -339,8 +340,10 @@ bool has_header(const amqp_table_t& t, std::string_view key) {
 }
 
 /// `in_flight` calls kept outstanding on one connection, one thread, direct
-/// reply-to; each call carries the headers the edge sends for a routed GET
-/// (docs/protocol.md 9.1). Counted: replies whose x-sb-status is 200.
+/// reply-to; each call is the message the edge sends for a routed GET
+/// (docs/protocol.md 9.1: its headers, message_id = the request id, and the
+/// validated user_id every platform publisher sets, 11.6). Counted: replies
+/// whose x-sb-status is 200.
 Figures plain_rpc(const Options& o, const std::string& label, const std::string& routing_key,
                   const std::string& path) {
   Figures f;
@@ -356,7 +359,8 @@ Figures plain_rpc(const Options& o, const std::string& label, const std::string&
   constexpr std::int64_t kTimeoutMs = 30000;
   const std::string expiration = std::to_string(kTimeoutMs);
   const std::string kind = "request", method = "GET", empty, actor = "anonymous", params = "{}",
-                    http_headers = "{}";
+                    http_headers = "{}", client_address = "127.0.0.1";
+  const std::string user = sb::broker::login_user(o.amqp_url);
   const std::string trace_prefix = "00-" + random_hex(16);
   struct Slot {
     std::uint64_t seq = 0;
@@ -379,7 +383,7 @@ Figures plain_rpc(const Options& o, const std::string& label, const std::string&
     char span[17];
     std::snprintf(span, sizeof span, "%016" PRIx64, s.seq);
     const std::string traceparent = trace_prefix + random_hex(16) + "-" + span + "-01";
-    amqp_table_entry_t h[14];
+    amqp_table_entry_t h[15];
     h[0] = str_entry("x-sb-kind", kind);
     h[1].key = amqp_cstring_bytes("x-sb-deadline");
     h[1].value.kind = AMQP_FIELD_KIND_I64;
@@ -396,14 +400,18 @@ Figures plain_rpc(const Options& o, const std::string& label, const std::string&
     h[11] = str_entry("x-sb-params", params);
     h[12] = str_entry("x-sb-query", empty);
     h[13] = str_entry("x-sb-http-headers", http_headers);
+    h[14] = str_entry("x-sb-client-address", client_address);
     amqp_basic_properties_t p{};
     p._flags = AMQP_BASIC_CORRELATION_ID_FLAG | AMQP_BASIC_REPLY_TO_FLAG |
-               AMQP_BASIC_EXPIRATION_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
+               AMQP_BASIC_EXPIRATION_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+               AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_USER_ID_FLAG;
+    p.message_id = bytes(request_id);
+    p.user_id = bytes(user);
     p.correlation_id = bytes(corr);
     p.reply_to = amqp_cstring_bytes("amq.rabbitmq.reply-to");
     p.expiration = bytes(expiration);
     p.delivery_mode = 1;
-    p.headers.num_entries = 14;
+    p.headers.num_entries = 15;
     p.headers.entries = h;
     s.started = Clock::now();
     if (amqp_basic_publish(r.c, 1, amqp_cstring_bytes("sb.rpc"), bytes(routing_key), 1, 0, &p,
