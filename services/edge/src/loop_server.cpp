@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "switchboard/shared/log.hpp"
+#include "switchboard/shared/metrics.hpp"
 
 namespace sb::edge {
 
@@ -538,13 +539,25 @@ struct Conn {
   void reset_request();
 };
 
+struct ServerMetrics {
+  metrics::Gauge& open = metrics::Registry::global().gauge(
+      "sb_edge_http_connections", "Client connections open on the edge's event loops");
+  metrics::Counter& refused = metrics::Registry::global().counter(
+      "sb_edge_http_connections_refused_total",
+      "Client connections answered 503 and closed: over http.max_connections or stopping");
+};
+ServerMetrics& server_metrics() {
+  static ServerMetrics m;
+  return m;
+}
+
 void on_conn_closed(uv_handle_t* h) {
   auto* c = static_cast<Conn*>(h->data);
   if (--c->handles > 0) return;
   LoopCtx* ctx = c->ctx;
   LoopServer::Impl* server = c->server;
   delete c;
-  server->open.fetch_sub(1);
+  server_metrics().open.set(static_cast<double>(server->open.fetch_sub(1) - 1));
   if (--ctx->conn_count == 0 && ctx->shutting_down) ctx->finish();
 }
 
@@ -1470,6 +1483,7 @@ void on_connection(uv_stream_t* listener, int status) {
   ctx->conns = c;
   ++ctx->conn_count;
   const std::size_t open = server->open.fetch_add(1) + 1;
+  server_metrics().open.set(static_cast<double>(open));
   if (uv_accept(listener, c->handle()) != 0) {
     c->close();
     return;
@@ -1487,6 +1501,7 @@ void on_connection(uv_stream_t* listener, int status) {
     c->peer = buf;
   }
   if (open > server->opts.max_connections || ctx->draining) {
+    server_metrics().refused.inc();
     c->phase = Phase::handler;
     c->keep_alive = false;
     c->close_after = true;

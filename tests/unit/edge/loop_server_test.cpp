@@ -3,6 +3,7 @@
 // seen as a client sees them. Every wait has a deadline.
 
 #include "../../../services/edge/src/loop_server.hpp"
+#include "switchboard/shared/metrics.hpp"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -935,7 +936,15 @@ TEST(LoopServer, HandlerThatThrowsIs500) {
   EXPECT_EQ(r->status, 500);
 }
 
+// The value of an unlabelled metric in /metrics' text (0 when absent).
+double metric(const std::string& name) {
+  const auto text = sb::metrics::Registry::global().render();
+  const auto at = text.find("\n" + name + " ");
+  return at == std::string::npos ? 0.0 : std::stod(text.substr(at + name.size() + 2));
+}
+
 TEST(LoopServer, OverMaxConnectionsIs503) {
+  const double refused_before = metric("sb_edge_http_connections_refused_total");
   auto options = small_options();
   options.max_connections = 2;
   LoopServer server(options, echo);
@@ -955,6 +964,7 @@ TEST(LoopServer, OverMaxConnectionsIs503) {
   EXPECT_EQ(r->get("connection"), "close");
   EXPECT_NE(r->body.find("\"overloaded\""), std::string::npos);
   EXPECT_TRUE(extra.closed_by_peer());
+  EXPECT_GE(metric("sb_edge_http_connections_refused_total"), refused_before + 1);
   // Room again once one closes.
   extra.close();
   a.close();
