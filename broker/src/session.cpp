@@ -179,7 +179,7 @@ void Session::wake() {
     return;
   }
   std::lock_guard lk(post_mu_);
-  if (!async_closed_) wakeup_.signal();
+  if (!wake_closed_) wakeup_.signal();
 }
 
 void Session::before_callback() {
@@ -202,7 +202,7 @@ void Session::after_callback() {
     // the socket and the timers).
     wake_pending_ = false;
     std::lock_guard lk(post_mu_);
-    if (!async_closed_) wakeup_.signal();
+    if (!wake_closed_) wakeup_.signal();
   }
 }
 
@@ -394,7 +394,7 @@ void Session::fail_connection(const std::string& reason) {
     // handles: the loop tears down at its next callback, which this wakes.
     if (deferred_failure_.empty()) deferred_failure_ = reason;
     std::lock_guard lk(post_mu_);
-    if (!async_closed_) wakeup_.signal();
+    if (!wake_closed_) wakeup_.signal();
     return;
   }
   deferred_failure_.clear();  // this connection is going anyway
@@ -588,7 +588,7 @@ void Session::drain(bool read_socket) {
     if (frames++ == kMaxFramesPerDrain) {
       // Come back for the rest after timers and other handles ran.
       std::lock_guard lk(post_mu_);
-      if (!async_closed_) wakeup_.signal();
+      if (!wake_closed_) wakeup_.signal();
       break;
     }
     amqp_frame_t frame;
@@ -784,7 +784,7 @@ void Session::shutdown_on_loop() {
   on_shutdown();
   {
     std::lock_guard lk(post_mu_);
-    async_closed_ = true;
+    wake_closed_ = true;
   }
   uv_timer_stop(timer_);
   close_owned(timer_);

@@ -246,7 +246,7 @@ class Session {
   std::mutex post_mu_;
   std::vector<std::function<void()>> posted_;
   bool stopping_ = false;
-  bool async_closed_ = false;
+  bool wake_closed_ = false;
 
   // Loop-thread state.
   amqp_connection_state_t conn_ = nullptr;

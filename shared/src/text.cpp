@@ -64,6 +64,16 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+bool has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    if (iequals(trim(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
 std::vector<std::string_view> split_list(std::string_view s, char sep) {
   std::vector<std::string_view> out;
   while (!s.empty()) {

@@ -2,9 +2,7 @@
 
 #include <atomic>
 #include <iostream>
-#include <mutex>
 #include <stdexcept>
-#include <thread>
 
 #include "loop_server.hpp"
 #include "loop_upstream.hpp"
@@ -22,11 +20,15 @@ namespace sb::edge {
 
 namespace {
 
-// The HTTP upstream client of the event loop this thread runs (set by the
-// loop server's on_loop_start, cleared by on_loop_stop).
-thread_local LoopUpstream* t_upstream = nullptr;
-// And its RPC client.
-thread_local broker::RpcClient* t_rpc = nullptr;
+// The clients of the event loop this thread runs: made on it by the loop
+// server's on_loop_start, destroyed on it by on_loop_stop (their handles are
+// on that loop; calls in flight are answered "closed"). The RPC client goes
+// first.
+struct LoopClients {
+  std::unique_ptr<LoopUpstream> upstream;
+  std::unique_ptr<broker::RpcClient> rpc;
+};
+thread_local std::unique_ptr<LoopClients> t_loop;
 
 }  // namespace
 
@@ -42,9 +44,6 @@ struct Edge::Impl {
   std::unique_ptr<IdentityFeed> identity_feed;
   std::unique_ptr<Gateway> gateway;
   std::shared_ptr<Upstreams> upstreams;
-  std::mutex loop_mu;
-  std::vector<std::unique_ptr<LoopUpstream>> loop_upstreams;  // by loop index
-  std::vector<std::unique_ptr<broker::RpcClient>> loop_rpc;   // by loop index
   std::unique_ptr<LoopServer> server;
   std::atomic<int> port{0};
   std::atomic<bool> serving{false};
@@ -83,14 +82,14 @@ void Edge::start() {
   deps.async_upstream = [](const std::string& instance_id, const std::string& base_url,
                            HttpRequest request, std::chrono::steady_clock::time_point deadline,
                            std::function<void(UpstreamResult)> done) {
-    if (t_upstream == nullptr) {
+    if (!t_loop) {
       UpstreamResult r;
       r.kind = UpstreamResult::Kind::unreachable;
       r.error = "not called from an event loop";
       done(std::move(r));
       return;
     }
-    t_upstream->call(instance_id, base_url, std::move(request), deadline, std::move(done));
+    t_loop->upstream->call(instance_id, base_url, std::move(request), deadline, std::move(done));
   };
   if (!o.redis_url.empty()) {
     deps.idempotency = make_redis_idempotency(redis);
@@ -128,7 +127,7 @@ void Edge::start() {
     impl_->identity->mark_loaded();
   }
   deps.identity = impl_->identity;
-  deps.loop_rpc = [] { return t_rpc; };
+  deps.loop_rpc = [] { return t_loop ? t_loop->rpc.get() : nullptr; };
   auto routes = impl_->routes;
   deps.catalog = [routes] { return routes->catalog(); };
   auto* impl = impl_.get();
@@ -160,39 +159,17 @@ void Edge::start() {
   so.max_streams = (impl_->sse ? o.sse.max_clients : 0) + 64;
   auto* im = impl_.get();
   so.on_loop_start = [im](std::size_t index, uv_loop_t* loop) {
-    auto up = std::make_unique<LoopUpstream>(loop, im->options.upstream, im->upstreams);
+    auto clients = std::make_unique<LoopClients>();
+    clients->upstream = std::make_unique<LoopUpstream>(loop, im->options.upstream, im->upstreams);
     broker::RpcClientOptions ro;
     ro.connection = im->options.broker;
     ro.connection.name = im->options.broker.name + "-loop-" + std::to_string(index);
     ro.max_in_flight = im->options.rpc_max_in_flight;
     ro.uv_loop = loop;
-    auto rpc = std::make_unique<broker::RpcClient>(std::move(ro));
-    t_upstream = up.get();
-    t_rpc = rpc.get();
-    std::lock_guard lock(im->loop_mu);
-    if (im->loop_upstreams.size() <= index) {
-      im->loop_upstreams.resize(index + 1);
-      im->loop_rpc.resize(index + 1);
-    }
-    im->loop_upstreams[index] = std::move(up);
-    im->loop_rpc[index] = std::move(rpc);
+    clients->rpc = std::make_unique<broker::RpcClient>(std::move(ro));
+    t_loop = std::move(clients);
   };
-  so.on_loop_stop = [im](std::size_t index) {
-    t_upstream = nullptr;
-    t_rpc = nullptr;
-    std::unique_ptr<LoopUpstream> up;
-    std::unique_ptr<broker::RpcClient> rpc;
-    {
-      std::lock_guard lock(im->loop_mu);
-      if (index < im->loop_upstreams.size()) {
-        up = std::move(im->loop_upstreams[index]);
-        rpc = std::move(im->loop_rpc[index]);
-      }
-    }
-    // On their own loop's thread: calls in flight are answered (closed).
-    rpc.reset();
-    up.reset();
-  };
+  so.on_loop_stop = [](std::size_t) { t_loop.reset(); };
   impl_->server = std::make_unique<LoopServer>(std::move(so), [im](HttpRequest req, Reply reply) {
     req.remote_addr =
         client_address(req.remote_addr, req.header("x-forwarded-for"), im->options.trusted_proxies);

@@ -248,7 +248,7 @@ class AsyncRunner {
 // bucket): handle_async hands the request to the blocking pool instead.
 struct NeedsBlocking {};
 
-// The in-flight count held by an asynchronous request until it is answered.
+// The in-flight count a request holds until it is answered.
 class InFlightTicket {
  public:
   InFlightTicket() = default;
@@ -315,16 +315,6 @@ void complete(const std::shared_ptr<AsyncCall>& c, HttpResponse res) {
   if (done) done(std::move(res));
 }
 
-struct InFlight {
-  std::atomic<std::size_t>& n;
-  bool admitted;
-  InFlight(std::atomic<std::size_t>& counter, std::size_t max)
-      : n(counter), admitted(counter.fetch_add(1) < max) {
-    m().in_flight.set(static_cast<double>(n.load()));
-  }
-  ~InFlight() { m().in_flight.set(static_cast<double>(n.fetch_sub(1) - 1)); }
-};
-
 }  // namespace
 
 // ---------------------------------------------------------------- gateway
@@ -350,9 +340,10 @@ class Gateway::Impl {
     ctx.request_id = broker::new_id();
     HttpResponse res;
     std::vector<Header> extra;  // added to the answer (RateLimit-*)
-    InFlight guard(in_flight_, options_.max_in_flight);
+    InFlightTicket ticket;
+    const bool admitted = ticket.admit(in_flight_, options_.max_in_flight);
     try {
-      if (!guard.admitted) {
+      if (!admitted) {
         m().overloaded.inc();
         res = error_response(503, "overloaded", "too many requests in flight");
         res.set_header("retry-after", "1");
@@ -692,34 +683,14 @@ class Gateway::Impl {
           complete(c, error_answer(rpc_failure(*r.error)));
         }
       };
-      auto* local = deps_.loop_rpc ? deps_.loop_rpc() : nullptr;
-      auto request = rpc_request(c->req, c->path, target, c->ctx);
-      if (local != nullptr) {
-        local->call(target.rpc_key(), std::move(request), c->timeout, std::move(on_reply));
-      } else {
-        rpc()->call(target.rpc_key(), std::move(request), c->timeout, std::move(on_reply));
-      }
+      auto* client = deps_.loop_rpc ? deps_.loop_rpc() : nullptr;
+      if (client == nullptr) client = rpc().get();  // owned by deps_.rpc
+      client->call(target.rpc_key(), rpc_request(c->req, c->path, target, c->ctx), c->timeout,
+                   std::move(on_reply));
       return;
     }
-    if (!deps_.async_upstream) {
-      // No event loop to call from: the blocking client, on a worker.
-      auto job = [this, c] {
-        try {
-          auto up = upstream_request(c->req, c->path, *c->result.target, c->ctx);
-          on_upstream(c,
-                      deps_.upstreams->call(c->result.target->instance_id,
-                                            c->result.target->transport.base_url, up, c->deadline));
-        } catch (const std::exception& e) {
-          complete(c, error_response(500, "internal_error", e.what()));
-        }
-      };
-      if (!blocking_.submit(std::move(job))) {
-        auto res = error_response(503, "overloaded", "too many requests waiting");
-        res.set_header("retry-after", "1");
-        complete(c, std::move(res));
-      }
-      return;
-    }
+    // No event loop client to call from: the whole request goes to the pool.
+    if (!deps_.async_upstream) throw NeedsBlocking{};
     deps_.async_upstream(target.instance_id, target.transport.base_url,
                          upstream_request(c->req, c->path, target, c->ctx), c->deadline,
                          [this, c](UpstreamResult r) { on_upstream(c, std::move(r)); });

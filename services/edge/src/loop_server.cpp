@@ -2,10 +2,8 @@
 //
 // Threads: each loop thread owns its loop, listener, connections and timers;
 // nothing of a connection is touched off its loop. Other threads reach a loop
-// only through its inbox: a mutex-protected queue woken by an eventfd that a
-// uv_poll_t watches. A `signaled` flag makes only the first post after a wake
-// write the eventfd (uv_async_t is not used: its wake-up path busy-waits on
-// the sender in libuv 1.44, which cost real CPU under load).
+// only through its inbox: a mutex-protected queue woken by an sb::Wakeup
+// (eventfd) that a uv_poll_t watches (not uv_async_t: see wakeup.hpp).
 //
 // Memory: a Conn is freed by the close callbacks of its two handles (socket
 // and timer); libuv calls the callbacks of its cancelled writes and shutdown
@@ -24,7 +22,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,6 +43,7 @@
 
 #include "switchboard/shared/log.hpp"
 #include "switchboard/shared/metrics.hpp"
+#include "switchboard/shared/wakeup.hpp"
 
 namespace sb::edge {
 
@@ -199,32 +197,11 @@ char to_lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (to_lower(a[i]) != to_lower(b[i])) return false;
-  }
-  return true;
-}
-
-bool has_token(std::string_view list, std::string_view token) {
-  while (!list.empty()) {
-    const auto comma = list.find(',');
-    auto item = list.substr(0, comma);
-    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-    if (iequals(item, token)) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
 /// hop_by_hop() for a name in any case.
 bool hop_by_hop_any_case(std::string_view name) {
   char buf[24];
   if (name.size() > sizeof(buf)) {
-    return name.size() > 6 && iequals(name.substr(0, 6), "proxy-");
+    return name.size() > 6 && text::iequals(name.substr(0, 6), "proxy-");
   }
   for (std::size_t i = 0; i < name.size(); ++i) buf[i] = to_lower(name[i]);
   return hop_by_hop(std::string_view(buf, name.size()));
@@ -351,19 +328,16 @@ namespace {
 struct LoopCtx {
   uv_loop_t loop{};
   uv_tcp_t listener{};
-  uv_poll_t wake{};  // watches wake_fd
+  uv_poll_t wake{};  // watches wakeup
   LoopServer::Impl* server = nullptr;
   std::size_t index = 0;
   bool loop_ready = false;
   bool listener_ready = false;
   bool wake_ready = false;
-  /// The inbox's eventfd. Closed with the LoopCtx, not at stop: a sender may
-  /// signal just after the loop finished (its post was accepted before), and
-  /// it must never write to a closed, maybe reused, descriptor.
-  int wake_fd = -1;
-  /// Set by the post that writes wake_fd; cleared by the loop before it takes
-  /// the inbox, so a post after that signals again.
-  std::atomic<bool> signaled{false};
+  /// Wakes the loop for the inbox. Closed with the LoopCtx, not at stop: a
+  /// sender may signal just after the loop finished (its post was accepted
+  /// before), and it must never write to a closed, maybe reused, descriptor.
+  Wakeup wakeup;
 
   std::mutex mu;
   std::vector<std::function<void()>> inbox;
@@ -381,9 +355,6 @@ struct LoopCtx {
   LoopCtx() = default;
   LoopCtx(const LoopCtx&) = delete;
   LoopCtx& operator=(const LoopCtx&) = delete;
-  ~LoopCtx() {
-    if (wake_fd >= 0) ::close(wake_fd);
-  }
 
   bool post(std::function<void()> fn) {
     {
@@ -391,25 +362,13 @@ struct LoopCtx {
       if (!inbox_open) return false;
       inbox.push_back(std::move(fn));
     }
-    if (!signaled.exchange(true, std::memory_order_acq_rel)) {
-      const std::uint64_t one = 1;
-      ssize_t n;
-      do {
-        n = ::write(wake_fd, &one, sizeof(one));
-      } while (n < 0 && errno == EINTR);
-      // EAGAIN only when the counter is saturated: the loop is woken anyway.
-    }
+    wakeup.signal();
     return true;
   }
-  /// The eventfd is readable: reset it, then run what was posted.
+  /// The eventfd is readable: reset it (before taking the inbox, so a later
+  /// post signals again), then run what was posted.
   void on_wake() {
-    std::uint64_t value = 0;
-    ssize_t n;
-    do {
-      n = ::read(wake_fd, &value, sizeof(value));  // resets the counter
-    } while (n < 0 && errno == EINTR);
-    // EAGAIN: a spurious wake (another post's signal, already drained).
-    signaled.store(false, std::memory_order_release);  // before taking the inbox
+    wakeup.clear();
     drain_inbox();
   }
   void drain_inbox() {
@@ -1046,9 +1005,9 @@ Conn::Parsed Conn::parse_head() {
     switch (n.size()) {
       case 10:
         if (n == "connection") {
-          if (has_token(value, "close")) {
+          if (text::has_token(value, "close")) {
             keep_alive = false;
-          } else if (http10 && has_token(value, "keep-alive")) {
+          } else if (http10 && text::has_token(value, "keep-alive")) {
             keep_alive = true;
           }
         }
@@ -1071,14 +1030,14 @@ Conn::Parsed Conn::parse_head() {
         if (n == "transfer-encoding") {
           // Only chunked is supported (RFC 9112 6.1: else 501).
           if (have_te) return fail(400, "invalid_request", "repeated Transfer-Encoding");
-          if (!iequals(value, "chunked")) {
+          if (!text::iequals(value, "chunked")) {
             return fail(501, "not_implemented", "unsupported Transfer-Encoding");
           }
           have_te = true;
         }
         break;
       case 6:
-        if (n == "expect" && iequals(value, "100-continue")) expect_continue = true;
+        if (n == "expect" && text::iequals(value, "100-continue")) expect_continue = true;
         break;
       default:
         break;
@@ -1288,7 +1247,7 @@ void Conn::respond(HttpResponse&& response) {
       continue;
     }
     if (hop_by_hop_any_case(h.name)) continue;
-    if (own_type && iequals(h.name, "content-type")) continue;
+    if (own_type && text::iequals(h.name, "content-type")) continue;
     out += h.name;
     out += ": ";
     out += h.value;
@@ -1687,7 +1646,14 @@ int LoopServer::start() {
   // The loops, their listeners and inboxes; nothing runs yet.
   std::string error;
   for (std::size_t i = 0; i < n; ++i) {
-    auto ctx = std::make_shared<LoopCtx>();
+    std::shared_ptr<LoopCtx> ctx;
+    try {
+      ctx = std::make_shared<LoopCtx>();
+    } catch (const std::exception& e) {  // no eventfd
+      if (error.empty()) error = e.what();
+      ::close(fds[i]);
+      continue;
+    }
     ctx->server = &s;
     ctx->index = i;
     ctx->scratch.resize(kReadChunk);
@@ -1698,10 +1664,7 @@ int LoopServer::start() {
       continue;
     }
     ctx->loop_ready = true;
-    ctx->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (ctx->wake_fd < 0) {
-      if (error.empty()) error = std::string("eventfd: ") + std::strerror(errno);
-    } else if (const int prc = uv_poll_init(&ctx->loop, &ctx->wake, ctx->wake_fd); prc != 0) {
+    if (const int prc = uv_poll_init(&ctx->loop, &ctx->wake, ctx->wakeup.fd()); prc != 0) {
       if (error.empty()) error = std::string("uv_poll_init: ") + uv_strerror(prc);
     } else {
       ctx->wake.data = ctx.get();

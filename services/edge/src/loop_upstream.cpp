@@ -39,20 +39,6 @@ constexpr std::size_t kMaxLineBytes = 4096;  // a chunk-size or trailer line
 constexpr std::size_t kReadBufferBytes = std::size_t{64} << 10;
 constexpr std::size_t kInlineBodyBytes = 16384;  // larger bodies are written from the request
 
-bool repeatable(std::string_view m) {
-  return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" || m == "OPTIONS";
-}
-
-bool has_token(std::string_view list, std::string_view token) {
-  while (!list.empty()) {
-    const auto comma = list.find(',');
-    if (text::iequals(text::trim(list.substr(0, comma)), token)) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
 void lower_in_place(std::string& s) {
   for (auto& ch : s) {
     if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
@@ -224,12 +210,12 @@ bool parse_head(Conn& c, std::string_view h) {
       has_length = true;
       length = n;
     } else if (name == "transfer-encoding") {
-      chunked = has_token(value, "chunked");
+      chunked = text::has_token(value, "chunked");
       if (!chunked) return parse_error(c, "unsupported transfer-encoding");
     } else if (name == "connection") {
-      if (has_token(value, "close")) {
+      if (text::has_token(value, "close")) {
         keep_alive = false;
-      } else if (has_token(value, "keep-alive")) {
+      } else if (text::has_token(value, "keep-alive")) {
         keep_alive = true;
       }
     }
@@ -496,7 +482,7 @@ struct LoopUpstream::Impl {
     c->call.done = std::move(done);
     c->call.instance_id = instance_id;
     c->call.deadline = deadline;
-    c->call.repeatable = repeatable(request.method);
+    c->call.repeatable = idempotent_method(request.method);
     c->call.head = request.method == "HEAD";
     c->has_call = true;
     serialize(p, request, *c);

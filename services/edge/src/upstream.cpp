@@ -34,7 +34,7 @@ struct Pooled {
   Clock::time_point idle_since;
 };
 
-bool idempotent(const std::string& method) {
+bool idempotent_method(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
          method == "OPTIONS";
 }
@@ -166,7 +166,7 @@ UpstreamResult Upstreams::call(const std::string& instance_id, const std::string
   bool ok = client->send(req, res, error);
   if (!ok && reused && Clock::now() < deadline &&
       (error == httplib::Error::Write || error == httplib::Error::Connection ||
-       (error == httplib::Error::Read && idempotent(request.method)))) {
+       (error == httplib::Error::Read && idempotent_method(request.method)))) {
     // The pooled connection was closed by the upstream while idle: that is
     // not the instance failing. Once more on a new connection (a request
     // that may have been read is repeated only when idempotent).

@@ -54,3 +54,10 @@ TEST(Text, TrimAndListsDropSpacesAndEmptyItems) {
   EXPECT_TRUE(split_list("").empty());
   EXPECT_EQ(split_list("a;b", ';'), (std::vector<std::string_view>{"a", "b"}));
 }
+
+TEST(Text, HasTokenFindsAListedTokenInAnyCase) {
+  EXPECT_TRUE(has_token("keep-alive, Upgrade", "upgrade"));
+  EXPECT_TRUE(has_token("\tClose\t", "close"));
+  EXPECT_FALSE(has_token("gzip, chunkedx", "chunked"));
+  EXPECT_FALSE(has_token("", "close"));
+}

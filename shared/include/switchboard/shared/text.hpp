@@ -20,6 +20,9 @@ bool iequals(std::string_view a, std::string_view b);
 std::string_view trim(std::string_view s);
 /// The trimmed, non-empty items of a `sep`-separated list ("a, b,,c").
 std::vector<std::string_view> split_list(std::string_view s, char sep = ',');
+/// Whether a comma-separated header value ("keep-alive, Upgrade") lists
+/// `token`, compared case-insensitively. No allocation.
+bool has_token(std::string_view list, std::string_view token);
 
 /// A whole decimal integer (surrounding spaces and tabs allowed).
 std::optional<std::int64_t> parse_int(std::string_view s);

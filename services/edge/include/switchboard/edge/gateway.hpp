@@ -86,7 +86,7 @@ class Gateway {
     std::function<std::string(bool& ready)> readiness;
     /// A non-blocking HTTP upstream call from the thread handle_async runs
     /// on (the edge's event loop): `done` runs later on that same thread.
-    /// Null: handle_async forwards HTTP upstream calls on a blocking worker.
+    /// Null: handle_async hands requests to HTTP upstreams to the blocking pool.
     using AsyncUpstream = std::function<void(
         const std::string& instance_id, const std::string& base_url, HttpRequest request,
         std::chrono::steady_clock::time_point deadline, std::function<void(UpstreamResult)> done)>;

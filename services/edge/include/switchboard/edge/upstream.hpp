@@ -40,6 +40,10 @@ struct UpstreamResult {
   std::string error;
 };
 
+/// GET, HEAD, PUT, DELETE, OPTIONS: a request an upstream may have read
+/// that can be sent again on a new connection.
+bool idempotent_method(std::string_view method);
+
 class Upstreams {
  public:
   explicit Upstreams(UpstreamOptions options);
