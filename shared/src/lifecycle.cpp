@@ -75,6 +75,7 @@ int Lifecycle::run() {
     rc = 1;
   }
   if (rc == 0) {
+    started_ = true;
     log::info("started", {{"components", components_.size()}});
     sigset_t set = termination_set();
     int sig = 0;
@@ -85,6 +86,7 @@ int Lifecycle::run() {
                {"drain_timeout_ms", static_cast<std::int64_t>(drain_timeout_.count())}});
   }
   stopping_ = true;
+  started_ = false;
   auto deadline = std::chrono::steady_clock::now() + drain_timeout_;
   for (std::size_t i = started; i-- > 0;) {
     auto& c = components_[i];
@@ -97,10 +99,13 @@ int Lifecycle::run() {
 }
 
 bool Lifecycle::ready() const {
-  if (!running_ || stopping_) return false;
+  // Ready only once every component has started (a server started early
+  // in the list may already answer probes) and while each says ok or
+  // degraded: starting, stopping and failed all mean "do not send work".
+  if (!started_ || stopping_) return false;
   for (const auto& c : components_) {
     auto h = c->health();
-    if (h.state == HealthState::failed || h.state == HealthState::starting) return false;
+    if (h.state != HealthState::ok && h.state != HealthState::degraded) return false;
   }
   return true;
 }

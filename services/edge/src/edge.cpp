@@ -47,6 +47,7 @@ struct Edge::Impl {
   std::unique_ptr<LoopServer> server;
   std::atomic<int> port{0};
   std::atomic<bool> serving{false};
+  std::atomic<bool> stopped{false};
 
   Impl(EdgeOptions o, const app::Lifecycle& lc) : options(std::move(o)), lifecycle(lc) {}
 };
@@ -185,6 +186,7 @@ void Edge::start() {
 void Edge::stop(Deadline deadline) noexcept {
   if (!impl_) return;
   if (impl_->sse) impl_->sse->stop();  // ends live streams, which hold workers
+  impl_->stopped = true;
   if (impl_->serving.exchange(false)) {
     impl_->server->stop(deadline);  // stops accepting; in-flight requests finish
   }
@@ -196,7 +198,10 @@ void Edge::stop(Deadline deadline) noexcept {
 }
 
 app::Health Edge::health() const {
-  if (!impl_->serving) return {app::HealthState::stopping, "not serving"};
+  if (!impl_->serving) {
+    if (impl_->stopped) return {app::HealthState::stopping, "not serving"};
+    return {app::HealthState::starting, "not serving yet"};
+  }
   app::Health routes;
   if (impl_->routes) routes = impl_->routes->health();
   if (impl_->identity_feed) {

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <future>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -36,7 +38,55 @@ class Recorder : public Component {
   Journal& j_;
   bool fail_;
 };
+// A component whose start() waits for release and whose health is settable.
+class Gated : public Component {
+ public:
+  std::string_view name() const override { return "gated"; }
+  void start() override {
+    entered.set_value();
+    release.get_future().wait();
+  }
+  Health health() const override { return {state.load(), ""}; }
+
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::atomic<HealthState> state{HealthState::ok};
+};
+
+bool wait_ready(const Lifecycle& lc, bool want) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (lc.ready() != want) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
 }  // namespace
+
+TEST(Lifecycle, NotReadyUntilEveryComponentHasStartedNorWhileOneIsStartingOrStopping) {
+  Journal j;
+  Lifecycle lc(std::chrono::seconds(5));
+  lc.emplace<Recorder>("http", j);  // started first: it could answer probes already
+  auto gated = std::make_shared<Gated>();
+  auto entered = gated->entered.get_future();
+  lc.add(gated);
+  int rc = -1;
+  std::thread runner([&] { rc = lc.run(); });
+  entered.wait();
+  EXPECT_FALSE(lc.ready()) << "ready while a component is still starting";
+  gated->release.set_value();
+  EXPECT_TRUE(wait_ready(lc, true));
+  for (auto s : {HealthState::starting, HealthState::stopping, HealthState::failed}) {
+    gated->state = s;
+    EXPECT_FALSE(lc.ready()) << to_string(s);
+  }
+  gated->state = HealthState::degraded;
+  EXPECT_TRUE(lc.ready());
+  lc.request_stop();
+  runner.join();
+  EXPECT_EQ(rc, 0);
+  EXPECT_FALSE(lc.ready());
+}
 
 TEST(Lifecycle, StartsInOrderStopsInReverseOnRequest) {
   Journal j;

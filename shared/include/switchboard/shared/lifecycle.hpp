@@ -75,7 +75,8 @@ class Lifecycle {
   void request_stop();
 
   bool running() const noexcept { return running_.load(); }
-  /// Ready: started, not stopping, and no component failed.
+  /// Ready: every component has started, none is stopping, and each says ok
+  /// or degraded.
   bool ready() const;
   std::vector<std::pair<std::string, Health>> health() const;
 
@@ -84,6 +85,7 @@ class Lifecycle {
   std::vector<std::shared_ptr<Component>> components_;
   std::atomic<bool> running_{false};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> started_{false};  // every component's start() returned
 };
 
 }  // namespace sb::app
