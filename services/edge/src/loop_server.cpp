@@ -1576,20 +1576,27 @@ LoopServer::~LoopServer() {
 
 namespace {
 
-int open_listener(const sockaddr* addr, socklen_t len, std::string_view what) {
+// The loops share the port through SO_REUSEPORT. The first socket binds
+// without it, so a port some other process listens on — another edge's
+// SO_REUSEPORT group included — fails with "address in use" instead of
+// being silently shared; the option is set once the bind has succeeded, and
+// the other loops' sockets join with it.
+int open_listener(const sockaddr* addr, socklen_t len, std::string_view what, bool first) {
   const int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
   const int one = 1;
-  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-      ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+  auto fail = [fd](const std::string& message) {
     const int err = errno;
     ::close(fd);
-    throw std::runtime_error(std::string("setsockopt: ") + std::strerror(err));
+    throw std::runtime_error(message + ": " + std::strerror(err));
+  };
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) fail("setsockopt");
+  if (!first && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    fail("setsockopt");
   }
-  if (::bind(fd, addr, len) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw std::runtime_error("bind " + std::string(what) + ": " + std::strerror(err));
+  if (::bind(fd, addr, len) != 0) fail("bind " + std::string(what));
+  if (first && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    fail("setsockopt");
   }
   return fd;
 }
@@ -1624,7 +1631,8 @@ int LoopServer::start() {
   int port = s.opts.port;
   try {
     for (std::size_t i = 0; i < n; ++i) {
-      fds.push_back(open_listener(reinterpret_cast<const sockaddr*>(&addr), addr_len, what));
+      fds.push_back(
+          open_listener(reinterpret_cast<const sockaddr*>(&addr), addr_len, what, i == 0));
       if (i == 0) {
         sockaddr_storage bound{};
         socklen_t bl = sizeof(bound);

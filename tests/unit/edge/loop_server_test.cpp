@@ -1216,5 +1216,28 @@ TEST(LoopServer, BindFailureThrows) {
   EXPECT_THROW(server.start(), std::runtime_error);
 }
 
+// Two servers on one port (both with SO_REUSEPORT between their own loops)
+// would silently share its connections: the second must fail instead.
+TEST(LoopServer, APortAnotherServerListensOnIsRefused) {
+  LoopServer first(small_options(), echo);
+  const int port = first.start();
+  ASSERT_GT(port, 0);
+  auto o = small_options();
+  o.port = port;
+  LoopServer second(o, echo);
+  try {
+    second.start();
+    ADD_FAILURE() << "a second server bound port " << port;
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("in use"), std::string::npos) << e.what();
+  }
+  Client c(port);
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.send("GET /still HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto r = c.read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
 }  // namespace
 }  // namespace sb::edge
