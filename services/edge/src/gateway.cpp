@@ -281,6 +281,13 @@ void finish_answer(HttpResponse& res, Kind kind, const std::string& request_id,
   res.set_header("x-request-id", request_id);
   const int cls = std::clamp(res.status / 100, 1, 5);
   m().by_class[kind][cls]->inc();
+  if (!res.error_code.empty()) {
+    // The codes are the edge's own, a small fixed set (docs: error codes).
+    metrics::Registry::global()
+        .counter("sb_edge_errors_total", "Requests the edge answered with its own error, by code",
+                 {{"code", res.error_code}})
+        .inc();
+  }
   m().latency[kind]->observe(std::chrono::duration<double>(Clock::now() - started).count());
 }
 

@@ -58,6 +58,7 @@ HttpResponse error_response(int status, std::string_view code, std::string_view 
   HttpResponse r;
   r.status = status;
   r.body = error_body(code, message, details_json);
+  r.error_code = code;
   return r;
 }
 

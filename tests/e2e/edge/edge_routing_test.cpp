@@ -384,7 +384,11 @@ TEST_F(EdgeE2E, PlatformViewsDescribeThePluggedInServices) {
   ASSERT_EQ(catalog.status, 200);
   EXPECT_TRUE(catalog.json()["channels"].HasMember("testsvc.item.created"))
       << catalog.body.substr(0, 2000);
+  // The edge's own errors are counted by code.
+  EXPECT_EQ(h.get("/api/v1/no-such-view", admin).status, 404);
   auto metrics = h.get("/metrics", admin);
   ASSERT_EQ(metrics.status, 200);
   EXPECT_NE(metrics.body.find("sb_edge_requests_total"), std::string::npos);
+  EXPECT_NE(metrics.body.find("sb_edge_errors_total{code=\"unknown_route\"}"), std::string::npos)
+      << metrics.body.substr(0, 4000);
 }

@@ -44,6 +44,9 @@ struct HttpResponse {
   /// gone, and the producer must then stop. Memory stays bounded by what the
   /// producer holds at once.
   std::function<void(const std::function<bool(std::string_view)>& write)> stream;
+  /// The platform error code when the edge itself answered with an error
+  /// (error_response): counted in /metrics by code; never sent as a header.
+  std::string error_code;
 
   /// Replaces a header of that name (case-insensitive).
   void set_header(std::string_view name, std::string value);
