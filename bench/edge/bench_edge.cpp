@@ -220,8 +220,29 @@ Captured wrk_run(const Options& o, const std::string& url, int seconds, const st
       {}, std::chrono::seconds(seconds + 60));
 }
 
+// The edge's own errors by code (sb_edge_errors_total in /metrics).
+using ErrorCounts = std::map<std::string, double>;
+using ErrorSnapshot = std::function<ErrorCounts()>;
+
+ErrorCounts edge_error_counts(int port, const std::string& token) {
+  ErrorCounts out;
+  const auto r = http_get(port, "/metrics", token);
+  std::istringstream lines(r.body);
+  std::string line;
+  const std::string name = "sb_edge_errors_total{code=\"";
+  while (std::getline(lines, line)) {
+    if (line.rfind(name, 0) != 0) continue;
+    const auto end = line.find('"', name.size());
+    const auto space = line.rfind(' ');
+    if (end == std::string::npos || space == std::string::npos) continue;
+    out[line.substr(name.size(), end - name.size())] =
+        std::strtod(line.c_str() + space + 1, nullptr);
+  }
+  return out;
+}
+
 Figures wrk_case(const Options& o, const std::string& dir, const std::string& label,
-                 const std::string& url) {
+                 const std::string& url, const ErrorSnapshot& edge_errors = nullptr) {
   Figures f;
   f.label = label;
   std::printf("  ... %s: load average %s, warm-up %d s\n", label.c_str(), loadavg().c_str(),
@@ -243,7 +264,9 @@ Figures wrk_case(const Options& o, const std::string& dir, const std::string& la
       warmup_note = buf;
     }
   }
+  const ErrorCounts errors_before = edge_errors ? edge_errors() : ErrorCounts{};
   auto run = wrk_run(o, url, o.duration_s, summary);
+  const ErrorCounts errors_after = edge_errors ? edge_errors() : ErrorCounts{};
   auto kv = parse_summary(run.output);
   if (run.status != 0 || kv.empty()) {
     throw std::runtime_error("wrk failed for " + label + " (status " + std::to_string(run.status) +
@@ -269,6 +292,13 @@ Figures wrk_case(const Options& o, const std::string& dir, const std::string& la
     auto diag = wrk_run(o, url, 2, dir + "/status.lua");
     std::istringstream lines(diag.output);
     std::string line;
+    for (const auto& [code, n] : errors_after) {
+      const auto before = errors_before.count(code) ? errors_before.at(code) : 0.0;
+      if (n > before) {
+        f.notes += "      the edge answered " + std::to_string(static_cast<long long>(n - before)) +
+                   " x " + code + " during the run (sb_edge_errors_total)\n";
+      }
+    }
     f.notes += "      errors under load; a 2 s diagnostic run counted:\n";
     while (std::getline(lines, line)) {
       if (line.rfind("SBSTATUS ", 0) == 0) f.notes += "        status " + line.substr(9) + "\n";
@@ -687,6 +717,7 @@ int run(const Options& o) {
     // on the HTTP instance; rounds alternate them, so that load from
     // elsewhere on the box falls on both sides of each ratio, and the ratios
     // are of the medians.
+    const ErrorSnapshot edge_errors = [&] { return edge_error_counts(edge_port, jwt); };
     std::vector<Figures> as, bs, cs, ds;
     for (int round = 1; round <= o.rounds; ++round) {
       const std::string suffix = o.rounds > 1 ? " #" + std::to_string(round) : "";
@@ -697,11 +728,13 @@ int run(const Options& o) {
         stack.check_alive();
       }
       if (o.runs('a')) {
-        as.push_back(wrk_case(o, dir, "(a) edge -> AMQP RPC -> plugin" + suffix, url_a));
+        as.push_back(
+            wrk_case(o, dir, "(a) edge -> AMQP RPC -> plugin" + suffix, url_a, edge_errors));
         stack.check_alive();
       }
       if (o.runs('b')) {
-        bs.push_back(wrk_case(o, dir, "(b) edge -> HTTP upstream -> plugin" + suffix, url_b));
+        bs.push_back(
+            wrk_case(o, dir, "(b) edge -> HTTP upstream -> plugin" + suffix, url_b, edge_errors));
         stack.check_alive();
       }
       if (o.runs('c')) {
