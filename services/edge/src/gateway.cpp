@@ -282,7 +282,8 @@ void finish_answer(HttpResponse& res, Kind kind, const std::string& request_id,
   const int cls = std::clamp(res.status / 100, 1, 5);
   m().by_class[kind][cls]->inc();
   if (!res.error_code.empty()) {
-    // The codes are the edge's own, a small fixed set (docs: error codes).
+    // Only the edge's own codes (string literals at every error_response), a
+    // small fixed set: the label cannot grow with input.
     metrics::Registry::global()
         .counter("sb_edge_errors_total", "Requests the edge answered with its own error, by code",
                  {{"code", res.error_code}})
